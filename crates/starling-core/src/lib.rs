@@ -1,9 +1,21 @@
 //! Starling's numeric core: examples, feature hashing, models (LR, FM, FFM), losses, optimizers,
 //! in-memory tables and metrics. Pure computation: no I/O, no threads, no sockets.
 
+pub mod error;
 pub mod example;
 pub mod hash;
+pub mod learner;
+pub mod loss;
 pub mod metrics;
+pub mod model;
+pub mod optim;
 pub mod rng;
+pub mod table;
 
+pub use error::ModelError;
 pub use example::{Example, ExampleBuf, Feature};
+pub use learner::{LearnScratch, Learner};
+pub use loss::Loss;
+pub use model::{ModelKind, ModelSpec, Scratch};
+pub use optim::Optimizer;
+pub use table::{DenseTable, HashTable, RowInit, Table};

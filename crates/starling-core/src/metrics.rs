@@ -111,6 +111,11 @@ impl Metrics {
         self.count as u64
     }
 
+    /// Weighted logloss summed so far (progress reports take differences of it).
+    pub fn loss_sum(&self) -> f64 {
+        self.logloss_sum
+    }
+
     /// Mean logloss so far (0 when empty).
     pub fn mean_logloss(&self) -> f64 {
         if self.weight > 0.0 {

@@ -1,1 +1,17 @@
-//! placeholder
+//! The `starling` binary's library: job config, single-machine trainer, model files, prediction,
+//! progress and reports. The numerics live in `starling-core`, the parsing in `starling-data`;
+//! this crate only wires them together.
+
+pub mod config;
+pub mod input;
+pub mod model;
+pub mod model_file;
+pub mod predict;
+pub mod progress;
+pub mod quickstart;
+pub mod report;
+pub mod trainer;
+
+pub use config::JobConfig;
+pub use model::Model;
+pub use trainer::{train, TrainReport};

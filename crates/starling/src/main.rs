@@ -1,1 +1,383 @@
-fn main() {}
+//! `starling`: train, evaluate and use sparse models (LR, FM, FFM) from the command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use starling::config::JobConfig;
+use starling::{model_file, predict, quickstart, report, trainer};
+use starling_core::{Loss, ModelKind, Optimizer};
+use starling_data::synth::{SynthConfig, SynthFormat};
+use starling_data::{Format, NumericTransform};
+
+/// Starling: a trainer for very large sparse models (LR, FM, FFM).
+#[derive(Parser)]
+#[command(version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model from a job config and/or flags (flags override the config file).
+    Train(TrainArgs),
+    /// Write one prediction per line of the input, using a saved model.
+    Predict(PredictArgs),
+    /// Print logloss, AUC, RMSE and accuracy of a saved model on labelled data.
+    Eval(EvalArgs),
+    /// Write synthetic Criteo-like data with a hidden true model (FM beats LR on it).
+    Gen(GenArgs),
+    /// Generate a default data set, train LR and FM on it, save the FM model and predict with it.
+    Quickstart(QuickstartArgs),
+}
+
+/// Options of `starling train`; every one also has a key in the TOML job config.
+#[derive(Args)]
+struct TrainArgs {
+    /// TOML job config; flags given here override its values.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Print the effective job config (every option, as TOML) and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Training files or directories [data.train].
+    #[arg(long, num_args = 1..)]
+    train: Vec<PathBuf>,
+    /// Holdout files evaluated after training [data.test].
+    #[arg(long, num_args = 1..)]
+    test: Vec<PathBuf>,
+    /// Malformed lines to skip and report before failing; 0 stops at the first [features.max_bad_lines].
+    #[arg(long)]
+    max_bad_lines: Option<u64>,
+    /// Input format: libsvm, libffm, criteo, vw or csv; guessed from the file extension if unset [features.format].
+    #[arg(long)]
+    format: Option<String>,
+    /// Fold keys into 2^B table rows (0: full 64-bit keys in a hash table) [features.hash_bits].
+    #[arg(long)]
+    hash_bits: Option<u32>,
+    /// Leave out the bias feature [features.bias = false].
+    #[arg(long)]
+    no_bias: bool,
+    /// Cross two fields, like VW -q: `--cross C1,C2` (repeatable) [features.crosses].
+    #[arg(long, value_name = "A,B")]
+    cross: Vec<String>,
+    /// Transform of numeric columns: log_bucket, log1p or raw [features.numeric].
+    #[arg(long)]
+    numeric: Option<String>,
+    /// Model: lr, fm or ffm [model.kind].
+    #[arg(long)]
+    model: Option<String>,
+    /// Latent dimension of FM/FFM [model.k].
+    #[arg(long)]
+    k: Option<usize>,
+    /// Latent weights start uniform in [-s, s) [model.init_scale].
+    #[arg(long)]
+    init_scale: Option<f32>,
+    /// Loss: logistic or squared [model.loss].
+    #[arg(long)]
+    loss: Option<String>,
+    /// Optimizer: sgd, adagrad, ftrl or adam [optimizer.name].
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// Step size of sgd, adagrad, adam [optimizer.lr].
+    #[arg(long)]
+    lr: Option<f32>,
+    /// L1 penalty (ftrl) [optimizer.l1].
+    #[arg(long)]
+    l1: Option<f32>,
+    /// L2 penalty [optimizer.l2].
+    #[arg(long)]
+    l2: Option<f32>,
+    /// FTRL alpha [optimizer.alpha].
+    #[arg(long)]
+    alpha: Option<f32>,
+    /// FTRL beta [optimizer.beta].
+    #[arg(long)]
+    beta: Option<f32>,
+    /// Passes over the training data [train.passes].
+    #[arg(long)]
+    passes: Option<u32>,
+    /// Training threads, Hogwild-style; 1 is deterministic [train.threads].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Shuffle examples within a window per thread [train.shuffle].
+    #[arg(long)]
+    shuffle: bool,
+    /// Seed of initialisation and shuffling [train.seed].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Evaluate the holdout after every pass [train.eval_each_pass].
+    #[arg(long)]
+    eval_each_pass: bool,
+    /// Save the trained model here [train.save].
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Continue training a saved model, with its optimizer state [train.init_model].
+    #[arg(long)]
+    init_model: Option<PathBuf>,
+    /// Write a JSON report of the run here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// No progress output (results are still printed).
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// Saved model file.
+    #[arg(long, short = 'm')]
+    model: PathBuf,
+    /// Input files, in the format the model was trained on.
+    #[arg(long, num_args = 1.., required = true)]
+    data: Vec<PathBuf>,
+    /// Where to write predictions, one per line ('-' for stdout).
+    #[arg(long, short = 'o', default_value = "-")]
+    out: PathBuf,
+    /// Malformed lines to skip before failing.
+    #[arg(long, default_value_t = 0)]
+    max_bad_lines: u64,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Saved model file.
+    #[arg(long, short = 'm')]
+    model: PathBuf,
+    /// Labelled input files, in the format the model was trained on.
+    #[arg(long, num_args = 1.., required = true)]
+    data: Vec<PathBuf>,
+    /// Reading threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Malformed lines to skip before failing.
+    #[arg(long, default_value_t = 0)]
+    max_bad_lines: u64,
+    /// Write the metrics as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct GenArgs {
+    /// Output directory (train.<ext>, test.<ext>, meta.json).
+    #[arg(long, short = 'o')]
+    out: PathBuf,
+    /// Training rows.
+    #[arg(long, default_value_t = 1_000_000)]
+    train_rows: u64,
+    /// Test rows.
+    #[arg(long, default_value_t = 200_000)]
+    test_rows: u64,
+    /// Comma-separated formats: criteo, libsvm, libffm, vw, csv.
+    #[arg(long, default_value = "criteo")]
+    formats: String,
+    /// Seed: the same seed and sizes give byte-identical files.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Id space of the LibSVM/libFFM files (ids < 2^B).
+    #[arg(long, default_value_t = 24)]
+    hash_bits: u32,
+}
+
+#[derive(Args)]
+struct QuickstartArgs {
+    /// Working directory for the data, the model and the predictions.
+    #[arg(long, default_value = "starling-quickstart")]
+    dir: PathBuf,
+    /// Training rows to generate (the test set is a quarter of it).
+    #[arg(long, default_value_t = 200_000)]
+    rows: u64,
+}
+
+/// Parses a config enum from its TOML spelling, so flags and config accept the same words.
+fn parse_enum<T: DeserializeOwned>(flag: &str, value: &str) -> Result<T> {
+    T::deserialize(value.into_deserializer())
+        .map_err(|e: serde::de::value::Error| anyhow::anyhow!("--{flag} {value}: {e}"))
+}
+
+/// The job: the config file (if any) with the flags laid over it.
+fn job_from(a: &TrainArgs) -> Result<JobConfig> {
+    let mut job = match &a.config {
+        Some(path) => JobConfig::load(path)?,
+        None => JobConfig::default(),
+    };
+    if !a.train.is_empty() {
+        job.data.train = a.train.clone();
+    }
+    if !a.test.is_empty() {
+        job.data.test = a.test.clone();
+    }
+    if let Some(v) = a.max_bad_lines {
+        job.features.max_bad_lines = v;
+    }
+    if let Some(f) = &a.format {
+        job.features.format = parse_enum::<Format>("format", f)?;
+    }
+    if let Some(v) = a.hash_bits {
+        job.features.hash_bits = v;
+    }
+    if a.no_bias {
+        job.features.bias = false;
+    }
+    for c in &a.cross {
+        let Some((x, y)) = c.split_once(',') else {
+            bail!("--cross {c}: expected two field names separated by a comma, like C1,C2")
+        };
+        job.features.crosses.push([x.trim().to_string(), y.trim().to_string()]);
+    }
+    if let Some(v) = &a.numeric {
+        job.features.numeric = parse_enum::<NumericTransform>("numeric", v)?;
+    }
+    if let Some(v) = &a.model {
+        job.model.kind = parse_enum::<ModelKind>("model", v)?;
+    }
+    if let Some(v) = a.k {
+        job.model.k = v;
+    }
+    if let Some(v) = a.init_scale {
+        job.model.init_scale = v;
+    }
+    if let Some(v) = &a.loss {
+        job.model.loss = parse_enum::<Loss>("loss", v)?;
+    }
+    if let Some(name) = &a.optimizer {
+        // Hyperparameters from the file belong to the file's optimizer: a new name starts from defaults.
+        let fresh = Optimizer::default_for(name)
+            .ok_or_else(|| anyhow::anyhow!("--optimizer {name}: expected sgd, adagrad, ftrl or adam"))?;
+        if std::mem::discriminant(&fresh) != std::mem::discriminant(&job.optimizer) {
+            job.optimizer = fresh;
+        }
+    }
+    for (param, value) in [("lr", a.lr), ("l1", a.l1), ("l2", a.l2), ("alpha", a.alpha), ("beta", a.beta)] {
+        if let Some(v) = value {
+            job.optimizer.set(param, v).map_err(|e| anyhow::anyhow!("--{param}: {e}"))?;
+        }
+    }
+    if let Some(v) = a.passes {
+        job.train.passes = v;
+    }
+    if let Some(v) = a.threads {
+        job.train.threads = v;
+    }
+    if a.shuffle {
+        job.train.shuffle = true;
+    }
+    if let Some(v) = a.seed {
+        job.train.seed = v;
+    }
+    if a.eval_each_pass {
+        job.train.eval_each_pass = true;
+    }
+    if a.save.is_some() {
+        job.train.save = a.save.clone();
+    }
+    if a.init_model.is_some() {
+        job.train.init_model = a.init_model.clone();
+    }
+    job.validate()?;
+    Ok(job)
+}
+
+fn cmd_train(a: TrainArgs) -> Result<()> {
+    let job = job_from(&a)?;
+    if a.print_config {
+        print!("{}", job.to_toml());
+        return Ok(());
+    }
+    if job.data.train.is_empty() {
+        bail!("no training data: give --train FILE... or set [data] train = [...] in the config");
+    }
+    let (model, rep) = trainer::train(&job, a.quiet)?;
+    println!(
+        "trained {:?} on {} examples in {:.2} s ({:.0} examples/s); progressive logloss {:.5}",
+        model.learner.model.kind,
+        rep.train_examples,
+        rep.train_seconds,
+        rep.train_examples as f64 / rep.train_seconds.max(1e-9),
+        rep.progressive.logloss
+    );
+    if rep.bad_lines > 0 {
+        println!("skipped {} malformed lines (max_bad_lines = {}):", rep.bad_lines, job.features.max_bad_lines);
+        for s in &rep.bad_line_samples {
+            println!("  {s}");
+        }
+    }
+    if let Some(t) = &rep.test {
+        println!("test: {}", trainer::describe(t));
+    }
+    if let Some(path) = &job.train.save {
+        model_file::save(&model, path)?;
+        println!("model saved to {}", path.display());
+    }
+    if let Some(path) = &a.report {
+        report::write(path, &report::train_json(&rep))?;
+    }
+    Ok(())
+}
+
+fn cmd_predict(a: PredictArgs) -> Result<()> {
+    let model = model_file::load(&a.model)?;
+    let summary = if a.out == Path::new("-") {
+        let stdout = std::io::stdout();
+        let mut lock = std::io::BufWriter::new(stdout.lock());
+        predict::predict_to(&model, &a.data, a.max_bad_lines, &mut lock)?
+    } else {
+        let file = std::fs::File::create(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        let s = predict::predict_to(&model, &a.data, a.max_bad_lines, &mut w)?;
+        w.flush().with_context(|| format!("writing {}", a.out.display()))?;
+        eprintln!("wrote {} predictions to {}", s.count, a.out.display());
+        s
+    };
+    eprintln!("against the labels: {}", trainer::describe(&summary));
+    Ok(())
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<()> {
+    let model = model_file::load(&a.model)?;
+    let s = predict::evaluate(&model, &a.data, a.threads, a.max_bad_lines, a.quiet)?;
+    println!("{}", trainer::describe(&s));
+    if let Some(path) = &a.report {
+        report::write(path, &(report::summary_json(&s) + "\n"))?;
+    }
+    Ok(())
+}
+
+fn cmd_gen(a: GenArgs) -> Result<()> {
+    let formats = a
+        .formats
+        .split(',')
+        .map(|f| f.trim().parse::<SynthFormat>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--formats: {e}"))?;
+    let cfg =
+        SynthConfig { train_rows: a.train_rows, test_rows: a.test_rows, seed: a.seed, hash_bits: a.hash_bits, formats };
+    let r = quickstart::generate(&cfg, &a.out, false)?;
+    println!(
+        "wrote {} train and {} test rows to {}; true model on test: logloss {:.5}, AUC {:.5} (constant prediction: logloss {:.5})",
+        r.train_rows, r.test_rows, a.out.display(), r.oracle_logloss, r.oracle_auc, r.constant_logloss
+    );
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => cmd_train(a),
+        Command::Predict(a) => cmd_predict(a),
+        Command::Eval(a) => cmd_eval(a),
+        Command::Gen(a) => cmd_gen(a),
+        Command::Quickstart(a) => quickstart::run(&a.dir, a.rows).map_err(Into::into),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,76 @@
+//! Errors of the input side, each naming the file (and line and column where there is one).
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while finding, opening or parsing input.
+#[derive(thiserror::Error, Debug)]
+pub enum DataError {
+    /// An I/O error while reading `path`.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file being read.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An input path that does not exist.
+    #[error("{}: no such file or directory", path.display())]
+    NotFound {
+        /// The path as the user gave it.
+        path: PathBuf,
+    },
+
+    /// The input paths expanded to no file at all.
+    #[error("no input files found in {paths}")]
+    NoInput {
+        /// The paths as given, comma-separated.
+        paths: String,
+    },
+
+    /// A malformed line: `path:line: column C "got": expected ...`.
+    #[error("{}:{line}: column {column} {got:?}: expected {expected}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number in the file (the decompressed stream for `.gz`).
+        line: u64,
+        /// 1-based column: the whitespace-separated token (LibSVM, libFFM, VW) or the delimited
+        /// column (Criteo TSV, CSV) where the problem is.
+        column: usize,
+        /// What the parser expected there.
+        expected: String,
+        /// What it found (truncated).
+        got: String,
+    },
+
+    /// A problem with a CSV header (missing label column, unknown column named by the config).
+    #[error("{}: header: {message}", path.display())]
+    Header {
+        /// The file whose header is wrong.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// An invalid pipeline configuration.
+    #[error("invalid input config: {0}")]
+    Config(String),
+
+    /// More malformed lines than `max_bad_lines` allows; `last` is the one over the limit.
+    #[error("more than max_bad_lines = {limit} malformed lines; the last: {last}")]
+    TooManyBadLines {
+        /// The configured limit.
+        limit: u64,
+        /// The line that went over the limit.
+        last: Box<DataError>,
+    },
+}
+
+impl DataError {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io { path: path.into(), source }
+    }
+}

@@ -1,0 +1,145 @@
+//! Line formats. Each parser turns one line (bytes, without its line terminator) into calls on a
+//! [`RawSink`]; the feature pipeline is the sink that hashes them into an `Example`.
+//!
+//! Parsers never allocate on a good line and never panic on any input; a bad line gives a
+//! [`LineError`] with the 1-based column (token) and what was expected there.
+
+use std::borrow::Cow;
+
+pub mod criteo;
+pub mod csv;
+pub mod libffm;
+pub mod libsvm;
+pub mod num;
+pub mod vw;
+
+pub use criteo::CriteoParser;
+pub use csv::CsvParser;
+pub use libffm::LibFfmParser;
+pub use libsvm::LibSvmParser;
+pub use vw::VwParser;
+
+/// Receives what a parser finds on a line, before hashing.
+pub trait RawSink {
+    /// The example's label (as written; the pipeline maps it to 0/1 when asked).
+    fn label(&mut self, label: f32);
+    /// The example's importance weight.
+    fn weight(&mut self, w: f32);
+    /// An integer id with a value (LibSVM index, libFFM index).
+    fn id(&mut self, field: u32, id: u64, value: f32);
+    /// A string token with a value (categorical value, VW feature name).
+    fn token(&mut self, field: u32, token: &[u8], value: f32);
+    /// A numeric column's value (Criteo integer columns, CSV numeric columns).
+    fn number(&mut self, field: u32, x: f32);
+}
+
+/// Why one line could not be parsed; the reader adds the file and line number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LineError {
+    /// 1-based column (whitespace token, or delimited column for TSV/CSV).
+    pub column: usize,
+    /// What the parser expected there.
+    pub expected: Cow<'static, str>,
+    /// What it found, lossily decoded and truncated.
+    pub got: String,
+}
+
+/// Longest `got` text kept in an error.
+const MAX_GOT: usize = 60;
+
+impl LineError {
+    /// An error at `column` about the bytes `got`.
+    pub fn new(column: usize, expected: impl Into<Cow<'static, str>>, got: &[u8]) -> Self {
+        let (cut, ellipsis) = if got.len() > MAX_GOT { (&got[..MAX_GOT], "...") } else { (got, "") };
+        LineError { column, expected: expected.into(), got: format!("{}{}", String::from_utf8_lossy(cut), ellipsis) }
+    }
+}
+
+/// A record sink that does nothing; handy for validating or scanning input.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NullSink;
+
+impl RawSink for NullSink {
+    fn label(&mut self, _: f32) {}
+    fn weight(&mut self, _: f32) {}
+    fn id(&mut self, _: u32, _: u64, _: f32) {}
+    fn token(&mut self, _: u32, _: &[u8], _: f32) {}
+    fn number(&mut self, _: u32, _: f32) {}
+}
+
+/// Whitespace between tokens of LibSVM, libFFM and VW lines.
+#[inline(always)]
+pub(crate) fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\x0b' | b'\x0c')
+}
+
+/// Next whitespace-separated token of `line` at or after `*pos`, as a byte range.
+#[inline(always)]
+pub(crate) fn next_token(line: &[u8], pos: &mut usize) -> Option<(usize, usize)> {
+    let n = line.len();
+    let mut i = *pos;
+    while i < n && is_space(line[i]) {
+        i += 1;
+    }
+    if i >= n {
+        *pos = n;
+        return None;
+    }
+    let s = i;
+    while i < n && !is_space(line[i]) {
+        i += 1;
+    }
+    *pos = i;
+    Some((s, i))
+}
+
+/// Position of the first `b` in `s`.
+#[inline(always)]
+pub(crate) fn find_byte(s: &[u8], b: u8) -> Option<usize> {
+    s.iter().position(|&c| c == b)
+}
+
+/// `s` without leading and trailing ASCII spaces and tabs.
+#[inline]
+pub(crate) fn trim(s: &[u8]) -> &[u8] {
+    let mut a = 0;
+    let mut b = s.len();
+    while a < b && is_space(s[a]) {
+        a += 1;
+    }
+    while b > a && is_space(s[b - 1]) {
+        b -= 1;
+    }
+    &s[a..b]
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::RawSink;
+
+    /// A sink that records everything as readable events.
+    #[derive(Debug, Default, PartialEq)]
+    pub struct Rec {
+        pub label: Option<f32>,
+        pub weight: Option<f32>,
+        pub events: Vec<String>,
+    }
+
+    impl RawSink for Rec {
+        fn label(&mut self, l: f32) {
+            self.label = Some(l);
+        }
+        fn weight(&mut self, w: f32) {
+            self.weight = Some(w);
+        }
+        fn id(&mut self, f: u32, id: u64, v: f32) {
+            self.events.push(format!("id {f} {id} {v}"));
+        }
+        fn token(&mut self, f: u32, t: &[u8], v: f32) {
+            self.events.push(format!("tok {f} {} {v}", String::from_utf8_lossy(t)));
+        }
+        fn number(&mut self, f: u32, x: f32) {
+            self.events.push(format!("num {f} {x}"));
+        }
+    }
+}

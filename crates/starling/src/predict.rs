@@ -1,0 +1,51 @@
+//! Using a saved model: predictions to a file, metrics on labelled data.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use starling_core::metrics::{Metrics, Summary};
+use starling_core::{Example, LearnScratch};
+
+use crate::input::{InputError, Inputs};
+use crate::model::Model;
+
+/// Writes one prediction per input line, in input order, and returns the metrics against the labels.
+pub fn predict_to(
+    model: &Model,
+    data: &[PathBuf],
+    max_bad_lines: u64,
+    out: &mut dyn Write,
+) -> Result<Summary, InputError> {
+    let mut job = model.job.clone();
+    job.features.max_bad_lines = max_bad_lines;
+    let inputs = Inputs::open(&mut job, data, 1)?;
+    let mut reader = inputs.reader(0, 1);
+    let mut metrics = Metrics::new(true);
+    let mut scratch = LearnScratch::default();
+    let mut ex = Example::default();
+    let mut line = Vec::with_capacity(32);
+    while reader.next(&mut ex)? {
+        let p = model.predict(&ex, &mut scratch);
+        metrics.add(p, ex.label, ex.weight);
+        line.clear();
+        // Shortest text that reads back as the same f32: predictions survive a round trip exactly.
+        writeln!(line, "{p}").expect("writing to a Vec cannot fail");
+        out.write_all(&line).map_err(|e| InputError::Output(e.to_string()))?;
+    }
+    out.flush().map_err(|e| InputError::Output(e.to_string()))?;
+    Ok(metrics.summary())
+}
+
+/// Metrics of `model` on labelled `data`, read by `threads` threads.
+pub fn evaluate(
+    model: &Model,
+    data: &[PathBuf],
+    threads: usize,
+    max_bad_lines: u64,
+    quiet: bool,
+) -> Result<Summary, InputError> {
+    let mut job = model.job.clone();
+    job.features.max_bad_lines = max_bad_lines;
+    let inputs = Inputs::open(&mut job, data, threads)?;
+    crate::trainer::evaluate_inputs(model, &inputs, threads.max(1), quiet)
+}

@@ -1,0 +1,94 @@
+//! Progress of a running job: an indicatif bar on a terminal, plain log lines otherwise.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Plain log lines are printed at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Shared by the worker threads of one phase (a pass, an evaluation); cheap to update in batches.
+pub struct Progress {
+    phase: String,
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    start: Instant,
+    state: Mutex<State>,
+}
+
+struct State {
+    examples: u64,
+    loss_sum: f64,
+    last_log: Instant,
+}
+
+impl Progress {
+    /// Progress of `phase`; `quiet` silences it, and a bar is used only when stderr is a terminal.
+    pub fn new(phase: impl Into<String>, quiet: bool) -> Self {
+        let phase = phase.into();
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {human_pos} examples, {per_sec} [{elapsed}] {msg}")
+                    .expect("static template"),
+            );
+            bar.set_prefix(phase.clone());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            phase,
+            bar,
+            quiet,
+            start: Instant::now(),
+            state: Mutex::new(State { examples: 0, loss_sum: 0.0, last_log: Instant::now() }),
+        }
+    }
+
+    /// Records `examples` more examples whose summed (weighted) loss is `loss_sum`.
+    pub fn add(&self, examples: u64, loss_sum: f64) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.examples += examples;
+        s.loss_sum += loss_sum;
+        let running = s.loss_sum / s.examples.max(1) as f64;
+        if let Some(bar) = &self.bar {
+            bar.set_position(s.examples);
+            bar.set_message(format!("loss {running:.5}"));
+        } else if !self.quiet && s.last_log.elapsed() >= LOG_EVERY {
+            s.last_log = Instant::now();
+            let secs = self.start.elapsed().as_secs_f64();
+            eprintln!(
+                "[{}] {} examples, {:.0} examples/s, running loss {running:.5}",
+                self.phase,
+                s.examples,
+                s.examples as f64 / secs.max(1e-9)
+            );
+        }
+    }
+
+    /// Prints a line without tearing the bar.
+    pub fn println(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Removes the bar (its figures are reported by the caller).
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

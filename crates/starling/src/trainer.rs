@@ -1,0 +1,277 @@
+//! Training on one machine: Hogwild-style threads, each streaming its own slice of the input into
+//! one shared table, pass after pass, with progressive validation and a holdout at the end.
+
+use std::time::Instant;
+
+use starling_core::metrics::{Metrics, Summary};
+use starling_core::rng::Rng;
+use starling_core::{Example, ExampleBuf, LearnScratch, Learner, Table};
+use starling_data::DataError;
+
+use crate::config::{ConfigError, JobConfig};
+use crate::input::{InputError, Inputs, Reader};
+use crate::model::{Model, ModelTable};
+use crate::model_file::{self, ModelFileError};
+use crate::progress::Progress;
+use crate::with_table;
+
+/// Examples between progress updates of one thread (keeps the shared lock off the hot path).
+const PROGRESS_EVERY: u64 = 16_384;
+
+/// Why training stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The job config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Reading the input failed.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// Loading the model to resume from failed.
+    #[error(transparent)]
+    ModelFile(#[from] ModelFileError),
+    /// `--init-model` is a different model from the one the job describes.
+    #[error("cannot resume from {path}: {message}")]
+    Incompatible { path: String, message: String },
+    /// Training produced non-finite weights (learning rate too high?).
+    #[error("training diverged in pass {pass}: the running loss is {loss}; lower the learning rate")]
+    Diverged { pass: u32, loss: f64 },
+}
+
+/// What a training run measured.
+#[derive(Clone, Debug, Default)]
+pub struct TrainReport {
+    /// Training examples processed in this run (all passes).
+    pub train_examples: u64,
+    /// Wall time of the training passes (parsing included, evaluation excluded).
+    pub train_seconds: f64,
+    /// Progressive validation of the last pass: each example scored before the model learns it.
+    pub progressive: Summary,
+    /// Holdout metrics after training, when test data was given.
+    pub test: Option<Summary>,
+    /// Malformed lines skipped under `max_bad_lines`.
+    pub bad_lines: u64,
+    /// First few skipped lines, for the end-of-run report.
+    pub bad_line_samples: Vec<String>,
+}
+
+/// Trains the model `job` describes (or continues `job.train.init_model`) and returns it.
+pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), TrainError> {
+    job.validate()?;
+    let mut job = job.clone();
+    let (train_paths, test_paths, threads) = (job.data.train.clone(), job.data.test.clone(), job.train.threads);
+    let train_inputs = Inputs::open(&mut job, &train_paths, threads)?;
+    let optimizer = job.optimizer;
+    let spec = job.model_spec(train_inputs.num_fields());
+    let learner = Learner::new(spec, optimizer, job.model.loss)
+        .map_err(|e| ConfigError::Invalid { field: "model", message: e.to_string() })?;
+    let mut model = match job.train.init_model.clone() {
+        Some(path) => resume(&job, learner, &path)?,
+        None => Model {
+            table: ModelTable::new(&learner, job.features.hash_bits)?,
+            learner,
+            job: job.clone(),
+            passes_done: 0,
+            examples_seen: 0,
+        },
+    };
+    let test_inputs = if test_paths.is_empty() { None } else { Some(Inputs::open(&mut job, &test_paths, threads)?) };
+
+    let mut report = TrainReport::default();
+    let start = Instant::now();
+    for p in 0..job.train.passes {
+        let pass = model.passes_done + 1;
+        let progress = Progress::new(format!("pass {pass}"), quiet);
+        let metrics = with_table!(&model.table, |t| run_pass(&model.learner, t, &job, &train_inputs, pass, &progress))?;
+        progress.finish();
+        let s = metrics.summary();
+        if !s.logloss.is_finite() {
+            return Err(TrainError::Diverged { pass, loss: s.logloss });
+        }
+        model.passes_done = pass;
+        model.examples_seen += s.count;
+        report.train_examples += s.count;
+        report.progressive = s;
+        progress.println(&format!("[pass {pass}] {} examples, progressive logloss {:.5}", s.count, s.logloss));
+        if job.train.eval_each_pass && p + 1 < job.train.passes {
+            if let Some(test) = &test_inputs {
+                let t = evaluate_inputs(&model, test, job.train.threads, quiet)?;
+                progress.println(&format!("[pass {pass}] test {}", describe(&t)));
+            }
+        }
+    }
+    report.train_seconds = start.elapsed().as_secs_f64();
+    let (count, samples) = train_inputs.bad_lines();
+    report.bad_lines = count;
+    report.bad_line_samples = samples;
+    if let Some(test) = &test_inputs {
+        report.test = Some(evaluate_inputs(&model, test, job.train.threads, quiet)?);
+    }
+    model.job = job;
+    model.job.train.init_model = None;
+    Ok((model, report))
+}
+
+/// One pass: each thread streams its own splits into the shared table.
+fn run_pass<T: Table>(
+    learner: &Learner,
+    table: &T,
+    job: &JobConfig,
+    inputs: &Inputs,
+    pass: u32,
+    progress: &Progress,
+) -> Result<Metrics, InputError> {
+    let threads = job.train.threads;
+    let results: Vec<Result<Metrics, InputError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|rank| {
+                s.spawn(move || -> Result<Metrics, InputError> {
+                    let mut reader = inputs.reader(rank, threads);
+                    let shuffle = job.train.shuffle.then(|| {
+                        // One stream per (seed, pass, thread): resuming at pass p replays pass p exactly.
+                        let seed = job.train.seed ^ (u64::from(pass) << 32) ^ rank as u64;
+                        (job.train.shuffle_window, Rng::new(seed))
+                    });
+                    Ok(learn_stream(learner, table, &mut reader, shuffle, progress)?)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a training thread panicked")).collect()
+    });
+    let mut total = Metrics::new(false);
+    for r in results {
+        total.merge(&r?);
+    }
+    Ok(total)
+}
+
+/// Learns every example of `reader`, in order or shuffled within a window.
+fn learn_stream<T: Table>(
+    learner: &Learner,
+    table: &T,
+    reader: &mut Reader,
+    shuffle: Option<(usize, Rng)>,
+    progress: &Progress,
+) -> Result<Metrics, DataError> {
+    let mut metrics = Metrics::new(false);
+    let mut scratch = LearnScratch::default();
+    let mut ex = Example::default();
+    let mut reported = (0u64, 0f64);
+    let mut step = |ex: &Example, metrics: &mut Metrics| {
+        let score = learner.learn(table, ex, &mut scratch);
+        metrics.add(learner.loss.predict(score), ex.label, ex.weight);
+        if metrics.count() - reported.0 >= PROGRESS_EVERY {
+            progress.add(metrics.count() - reported.0, metrics.loss_sum() - reported.1);
+            reported = (metrics.count(), metrics.loss_sum());
+        }
+    };
+    match shuffle {
+        None => {
+            while reader.next(&mut ex)? {
+                step(&ex, &mut metrics);
+            }
+        }
+        Some((window, mut rng)) => {
+            let mut buf = ExampleBuf::new();
+            let mut order: Vec<u32> = Vec::with_capacity(window);
+            let mut more = true;
+            while more {
+                buf.clear();
+                while buf.len() < window {
+                    if !reader.next(&mut ex)? {
+                        more = false;
+                        break;
+                    }
+                    buf.push(&ex);
+                }
+                order.clear();
+                order.extend(0..buf.len() as u32);
+                rng.shuffle(&mut order);
+                for &i in &order {
+                    buf.get_into(i as usize, &mut ex);
+                    step(&ex, &mut metrics);
+                }
+            }
+        }
+    }
+    progress.add(metrics.count() - reported.0, metrics.loss_sum() - reported.1);
+    Ok(metrics)
+}
+
+/// Loads the model to continue from and checks it is the model `job` describes.
+fn resume(job: &JobConfig, learner: Learner, path: &std::path::Path) -> Result<Model, TrainError> {
+    let old = model_file::load(path)?;
+    let incompatible = |message: String| TrainError::Incompatible { path: path.display().to_string(), message };
+    let (a, b) = (&old.learner.model, &learner.model);
+    if (a.kind, a.k, a.num_fields) != (b.kind, b.k, b.num_fields) {
+        return Err(incompatible(format!(
+            "it is {:?} with k={} over {} fields, the job asks for {:?} with k={} over {} fields",
+            a.kind, a.k, a.num_fields, b.kind, b.k, b.num_fields
+        )));
+    }
+    if std::mem::discriminant(&old.learner.optimizer) != std::mem::discriminant(&learner.optimizer) {
+        return Err(incompatible(format!(
+            "it was trained with {:?}; its optimizer state does not fit {:?}",
+            old.learner.optimizer, learner.optimizer
+        )));
+    }
+    if old.learner.loss != learner.loss {
+        return Err(incompatible(format!(
+            "it was trained with {:?} loss, the job uses {:?}",
+            old.learner.loss, learner.loss
+        )));
+    }
+    if old.job.features != job.features {
+        return Err(incompatible(
+            "its [features] differ from the job's (format, hashing, crosses and transforms must match)".into(),
+        ));
+    }
+    // The table keeps its own init (the saved seed); new hyperparameters of the same optimizer apply.
+    let learner = Learner::new(old.learner.model.clone(), learner.optimizer, learner.loss)
+        .map_err(|e| incompatible(e.to_string()))?;
+    Ok(Model {
+        job: job.clone(),
+        learner,
+        table: old.table,
+        passes_done: old.passes_done,
+        examples_seen: old.examples_seen,
+    })
+}
+
+/// Scores every example of `inputs` with `model`, on `threads` threads; AUC included.
+pub fn evaluate_inputs(model: &Model, inputs: &Inputs, threads: usize, quiet: bool) -> Result<Summary, InputError> {
+    let progress = Progress::new("eval", quiet);
+    let results: Vec<Result<Metrics, InputError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|rank| {
+                let progress = &progress;
+                s.spawn(move || -> Result<Metrics, InputError> {
+                    let mut reader = inputs.reader(rank, threads);
+                    let mut metrics = Metrics::new(true);
+                    let mut scratch = LearnScratch::default();
+                    let mut ex = Example::default();
+                    while reader.next(&mut ex)? {
+                        metrics.add(model.predict(&ex, &mut scratch), ex.label, ex.weight);
+                        if metrics.count() % PROGRESS_EVERY == 0 {
+                            progress.add(PROGRESS_EVERY, 0.0);
+                        }
+                    }
+                    Ok(metrics)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("an evaluation thread panicked")).collect()
+    });
+    progress.finish();
+    let mut total = Metrics::new(true);
+    for r in results {
+        total.merge(&r?);
+    }
+    Ok(total.summary())
+}
+
+/// One line of metrics for logs.
+pub fn describe(s: &Summary) -> String {
+    let auc = s.auc.map_or("n/a".to_string(), |a| format!("{a:.5}"));
+    format!("{} examples: logloss {:.5}, AUC {auc}, accuracy {:.4}, RMSE {:.5}", s.count, s.logloss, s.accuracy, s.rmse)
+}

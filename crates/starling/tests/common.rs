@@ -1,0 +1,45 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use starling_data::synth::{self, SynthConfig, SynthFormat};
+
+/// `../shared/data` of the development setup (tests may read it; the main job never does).
+pub fn shared_data(rel: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(rel);
+    assert!(p.exists(), "test data {} is missing: the tests expect ../shared/data beside the checkout", p.display());
+    p
+}
+
+/// A generated data set (criteo, libsvm, libffm, vw, csv) shared by the tests of one binary.
+pub fn gen_data() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SynthConfig {
+            train_rows: 60_000,
+            test_rows: 20_000,
+            seed: 7,
+            hash_bits: 20,
+            formats: vec![
+                SynthFormat::Criteo,
+                SynthFormat::Libsvm,
+                SynthFormat::Libffm,
+                SynthFormat::Vw,
+                SynthFormat::Csv,
+            ],
+        };
+        synth::generate(&cfg, dir.path(), &mut |_| {}).unwrap();
+        dir
+    })
+    .path()
+}
+
+/// Every row of a table, sorted by key, for exact comparisons.
+pub fn rows(model: &starling::Model) -> Vec<(u64, Vec<u32>)> {
+    let mut out = Vec::new();
+    model.table.as_dyn().for_each_row(&mut |k, r| out.push((k, r.iter().map(|x| x.to_bits()).collect())));
+    out
+}

@@ -1,0 +1,83 @@
+//! Learning tests: the models reach the accuracy their users expect on real and generated data.
+
+mod common;
+
+use starling::config::JobConfig;
+use starling::trainer;
+use starling_core::ModelKind;
+use starling_data::Format;
+
+#[test]
+fn lr_on_a9a_reaches_liblinear_accuracy() {
+    let mut job = JobConfig::default();
+    job.data.train = vec![common::shared_data("a9a/a9a")];
+    job.data.test = vec![common::shared_data("a9a/a9a.t")];
+    job.features.format = Format::Libsvm;
+    job.train.passes = 5;
+    let (_, rep) = trainer::train(&job, true).unwrap();
+    let test = rep.test.unwrap();
+    println!("a9a LR: {}", trainer::describe(&test));
+    assert!(test.accuracy >= 0.845, "a9a test accuracy {:.4} < 0.845", test.accuracy);
+}
+
+/// Trains `kind` on the generated Criteo TSV data and returns the test AUC.
+fn auc_on_gen(kind: ModelKind, passes: u32) -> f64 {
+    let dir = common::gen_data();
+    let mut job = JobConfig::default();
+    job.data.train = vec![dir.join("train.tsv")];
+    job.data.test = vec![dir.join("test.tsv")];
+    job.features.hash_bits = 20;
+    job.model.kind = kind;
+    job.train.passes = passes;
+    let (_, rep) = trainer::train(&job, true).unwrap();
+    let t = rep.test.unwrap();
+    println!("{kind:?}: {}", trainer::describe(&t));
+    t.auc.unwrap()
+}
+
+#[test]
+fn fm_beats_lr_on_generated_data_and_both_approach_the_floor() {
+    let meta = std::fs::read_to_string(common::gen_data().join("meta.json")).unwrap();
+    let oracle: f64 = meta
+        .split("\"oracle_auc\":")
+        .nth(1)
+        .and_then(|s| s.trim_start().split([',', '\n', '}']).next())
+        .and_then(|s| s.trim().parse().ok())
+        .expect("meta.json has oracle_auc");
+    let lr = auc_on_gen(ModelKind::Lr, 2);
+    let fm = auc_on_gen(ModelKind::Fm, 2);
+    println!("oracle AUC {oracle:.4}, LR {lr:.4}, FM {fm:.4}");
+    assert!(fm > lr + 0.01, "FM AUC {fm:.4} does not beat LR {lr:.4} by 0.01");
+    assert!(lr > 0.5 + 0.6 * (oracle - 0.5), "LR AUC {lr:.4} is far from the floor {oracle:.4}");
+    assert!(fm > 0.5 + 0.75 * (oracle - 0.5), "FM AUC {fm:.4} is far from the floor {oracle:.4}");
+}
+
+#[test]
+fn ffm_learns_from_libffm_input() {
+    let dir = common::gen_data();
+    let mut job = JobConfig::default();
+    job.data.train = vec![dir.join("train.ffm")];
+    job.data.test = vec![dir.join("test.ffm")];
+    job.features.hash_bits = 20;
+    job.model.kind = ModelKind::Ffm;
+    job.model.k = 4;
+    let (model, rep) = trainer::train(&job, true).unwrap();
+    assert_eq!(model.learner.model.num_fields, 40, "39 libFFM fields plus the bias field");
+    let auc = rep.test.unwrap().auc.unwrap();
+    assert!(auc > 0.7, "FFM AUC {auc:.4}");
+}
+
+#[test]
+fn two_threads_learn_as_well_as_one() {
+    let dir = common::gen_data();
+    let mut job = JobConfig::default();
+    job.data.train = vec![dir.join("train.vw")];
+    job.data.test = vec![dir.join("test.vw")];
+    job.features.hash_bits = 20;
+    let (_, one) = trainer::train(&job, true).unwrap();
+    job.train.threads = 2;
+    let (_, two) = trainer::train(&job, true).unwrap();
+    assert_eq!(one.train_examples, two.train_examples, "every example is read exactly once");
+    let (a, b) = (one.test.unwrap().logloss, two.test.unwrap().logloss);
+    assert!((a - b).abs() < 0.005, "1 thread logloss {a:.5}, 2 threads {b:.5}");
+}

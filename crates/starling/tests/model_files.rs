@@ -1,0 +1,113 @@
+//! Model files: exact save/load, resume equal to uninterrupted training, damaged files refused.
+
+mod common;
+
+use starling::config::JobConfig;
+use starling::{model_file, predict, trainer};
+use starling_core::{ModelKind, Optimizer};
+
+fn fm_job(passes: u32) -> JobConfig {
+    let dir = common::gen_data();
+    let mut job = JobConfig::default();
+    job.data.train = vec![dir.join("train.libsvm")];
+    job.features.hash_bits = 20;
+    job.model.kind = ModelKind::Fm;
+    job.model.k = 4;
+    job.train.passes = passes;
+    job.train.shuffle = true;
+    job.train.shuffle_window = 5_000;
+    job
+}
+
+fn predictions(model: &starling::Model) -> Vec<u8> {
+    let mut out = Vec::new();
+    predict::predict_to(model, &[common::gen_data().join("test.libsvm")], 0, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn save_then_load_predicts_bit_for_bit() {
+    let (model, _) = trainer::train(&fm_job(1), true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fm.model");
+    model_file::save(&model, &path).unwrap();
+    let loaded = model_file::load(&path).unwrap();
+    assert_eq!(common::rows(&model), common::rows(&loaded));
+    assert_eq!(predictions(&model), predictions(&loaded));
+    assert_eq!(loaded.job.features, model.job.features);
+}
+
+#[test]
+fn resumed_training_equals_uninterrupted_training() {
+    for optimizer in [Optimizer::default(), Optimizer::ftrl_default(), Optimizer::adam_default()] {
+        let mut two = fm_job(2);
+        two.optimizer = optimizer;
+        let (straight, _) = trainer::train(&two, true).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("half.model");
+        let mut first = two.clone();
+        first.train.passes = 1;
+        let (half, _) = trainer::train(&first, true).unwrap();
+        model_file::save(&half, &path).unwrap();
+        let mut rest = first.clone();
+        rest.train.init_model = Some(path);
+        let (resumed, _) = trainer::train(&rest, true).unwrap();
+        assert_eq!(resumed.passes_done, 2);
+        assert!(common::rows(&straight) == common::rows(&resumed), "{optimizer:?}: resumed model differs");
+    }
+}
+
+#[test]
+fn one_thread_with_a_seed_is_deterministic() {
+    let (a, _) = trainer::train(&fm_job(1), true).unwrap();
+    let (b, _) = trainer::train(&fm_job(1), true).unwrap();
+    assert!(common::rows(&a) == common::rows(&b));
+}
+
+#[test]
+fn damaged_files_are_refused_with_a_clear_error() {
+    let mut job = fm_job(1);
+    job.model.kind = ModelKind::Lr;
+    let (model, _) = trainer::train(&job, true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lr.model");
+    model_file::save(&model, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+
+    let check = |data: &[u8], want: &str| {
+        let p = dir.path().join("bad.model");
+        std::fs::write(&p, data).unwrap();
+        let err = model_file::load(&p).err().expect("a damaged model must be refused").to_string();
+        assert!(err.contains(want) && err.contains("bad.model"), "expected {want:?} in: {err}");
+    };
+    check(&bytes[..bytes.len() - 100], "truncated");
+    check(&bytes[..10], "truncated");
+    let mut flipped = bytes.clone();
+    let n = flipped.len();
+    flipped[n - 50] ^= 0x10;
+    check(&flipped, "checksum");
+    let mut magic = bytes.clone();
+    magic[0] = b'X';
+    check(&magic, "not a Starling model");
+    let mut version = bytes.clone();
+    version[8] = 99;
+    check(&version, "version 99");
+    // A save that cannot complete leaves no file under the final name.
+    let missing = dir.path().join("no/such/dir/m.model");
+    assert!(model_file::save(&model, &missing).is_err());
+    assert!(!missing.exists());
+}
+
+#[test]
+fn resume_refuses_a_different_model() {
+    let (model, _) = trainer::train(&fm_job(1), true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fm.model");
+    model_file::save(&model, &path).unwrap();
+    let mut job = fm_job(1);
+    job.model.k = 8;
+    job.train.init_model = Some(path);
+    let err = trainer::train(&job, true).err().unwrap().to_string();
+    assert!(err.contains("cannot resume") && err.contains("k=4"), "{err}");
+}
