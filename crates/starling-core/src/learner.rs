@@ -330,7 +330,8 @@ mod tests {
         // Rates sized for 10^4 examples; the defaults target much longer streams.
         let adam = Optimizer::Adam { lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, l2: 0.0 };
         let ftrl = Optimizer::Ftrl { alpha: 0.5, beta: 1.0, l1: 0.1, l2: 0.1 };
-        for opt in [Optimizer::sgd_default(), Optimizer::adagrad_default(), ftrl, adam] {
+        let adagrad = Optimizer::Adagrad { lr: 0.1, l2: 0.0, eps: 1e-6 };
+        for opt in [Optimizer::sgd_default(), adagrad, ftrl, adam] {
             let learner = Learner::new(ModelSpec::lr(), opt, Loss::Logistic).unwrap();
             let table = learner.dense_table(12);
             let mut s = LearnScratch::new();

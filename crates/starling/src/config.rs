@@ -67,7 +67,7 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { kind: ModelKind::Lr, k: 8, init_scale: 0.05, loss: Loss::Logistic }
+        ModelConfig { kind: ModelKind::Lr, k: 8, init_scale: 0.01, loss: Loss::Logistic }
     }
 }
 

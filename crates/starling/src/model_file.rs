@@ -150,8 +150,7 @@ pub fn load(path: &Path) -> Result<Model, ModelFileError> {
     let mut r = Crc { inner: BufReader::with_capacity(1 << 20, file), hasher: crc32fast::Hasher::new() };
     let truncated = |what: &str| invalid(format!("truncated model file: it ends inside the {what}"));
     let mut magic = [0u8; 8];
-    r.read_exact(&mut magic).map_err(|_| truncated("magic number"))?;
-    if &magic != MAGIC {
+    if r.read_exact(&mut magic).is_err() || &magic != MAGIC {
         return Err(invalid("not a Starling model file (bad magic number)".into()));
     }
     let mut u32buf = [0u8; 4];

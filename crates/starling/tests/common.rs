@@ -13,28 +13,30 @@ pub fn shared_data(rel: &str) -> PathBuf {
     p
 }
 
-/// A generated data set (criteo, libsvm, libffm, vw, csv) shared by the tests of one binary.
+/// Generates a data set in every format (criteo, libsvm, libffm, vw, csv) into a fresh directory.
+fn generate(train_rows: u64, seed: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        train_rows,
+        test_rows: train_rows / 4,
+        seed,
+        hash_bits: 20,
+        formats: vec![SynthFormat::Criteo, SynthFormat::Libsvm, SynthFormat::Libffm, SynthFormat::Vw, SynthFormat::Csv],
+    };
+    synth::generate(&cfg, dir.path(), &mut |_| {}).unwrap();
+    dir
+}
+
+/// A small generated data set (40k train rows), shared by the tests of one binary.
 pub fn gen_data() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = SynthConfig {
-            train_rows: 60_000,
-            test_rows: 20_000,
-            seed: 7,
-            hash_bits: 20,
-            formats: vec![
-                SynthFormat::Criteo,
-                SynthFormat::Libsvm,
-                SynthFormat::Libffm,
-                SynthFormat::Vw,
-                SynthFormat::Csv,
-            ],
-        };
-        synth::generate(&cfg, dir.path(), &mut |_| {}).unwrap();
-        dir
-    })
-    .path()
+    DIR.get_or_init(|| generate(40_000, 7)).path()
+}
+
+/// A generated data set large enough for FM to show what it learns (200k train rows).
+pub fn gen_data_large() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| generate(200_000, 11)).path()
 }
 
 /// Every row of a table, sorted by key, for exact comparisons.

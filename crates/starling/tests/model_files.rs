@@ -83,9 +83,10 @@ fn damaged_files_are_refused_with_a_clear_error() {
     };
     check(&bytes[..bytes.len() - 100], "truncated");
     check(&bytes[..10], "truncated");
+    check(&bytes[..5], "not a Starling model");
     let mut flipped = bytes.clone();
     let n = flipped.len();
-    flipped[n - 50] ^= 0x10;
+    flipped[n - 6] ^= 0x10; // inside the last row's last weight
     check(&flipped, "checksum");
     let mut magic = bytes.clone();
     magic[0] = b'X';
