@@ -123,7 +123,9 @@ impl JobConfig {
 
     /// The config as TOML, every option written out (the config reference a user can edit).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("a JobConfig always serialises")
+        let mut value = toml::Value::try_from(self).expect("a JobConfig always serialises");
+        shortest_floats(&mut value);
+        toml::to_string_pretty(&value).expect("a TOML value always serialises")
     }
 
     /// The model's shape; `num_fields` comes from the feature pipeline.
@@ -160,6 +162,17 @@ impl JobConfig {
         }
         self.optimizer.validate().map_err(|e| ConfigError::Invalid { field: "optimizer", message: e.to_string() })?;
         Ok(())
+    }
+}
+
+/// Every option is an f32, which TOML would print widened (`0.05` as `0.05000000074505806`):
+/// print the shortest decimal that reads back as the same f32 instead.
+fn shortest_floats(v: &mut toml::Value) {
+    match v {
+        toml::Value::Float(x) => *x = (*x as f32).to_string().parse().unwrap_or(*x),
+        toml::Value::Array(a) => a.iter_mut().for_each(shortest_floats),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| shortest_floats(v)),
+        _ => {}
     }
 }
 

@@ -12,6 +12,8 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 /// Shared by the worker threads of one phase (a pass, an evaluation); cheap to update in batches.
 pub struct Progress {
     phase: String,
+    unit: &'static str,
+    show_loss: bool,
     bar: Option<ProgressBar>,
     quiet: bool,
     start: Instant,
@@ -25,14 +27,25 @@ struct State {
 }
 
 impl Progress {
-    /// Progress of `phase`; `quiet` silences it, and a bar is used only when stderr is a terminal.
+    /// Progress of a training or evaluation `phase`, with the running loss; `quiet` silences it,
+    /// and a bar is used only when stderr is a terminal.
     pub fn new(phase: impl Into<String>, quiet: bool) -> Self {
-        let phase = phase.into();
+        Self::build(phase.into(), "examples", true, quiet)
+    }
+
+    /// Progress counted in `unit`s (rows written, say), without a loss.
+    pub fn counter(phase: impl Into<String>, unit: &'static str, quiet: bool) -> Self {
+        Self::build(phase.into(), unit, false, quiet)
+    }
+
+    fn build(phase: String, unit: &'static str, show_loss: bool, quiet: bool) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {prefix} {human_pos} examples, {per_sec} [{elapsed}] {msg}")
-                    .expect("static template"),
+                ProgressStyle::with_template(&format!(
+                    "{{spinner}} {{prefix}} {{human_pos}} {unit}, {{per_sec}} [{{elapsed}}] {{msg}}"
+                ))
+                .expect("static template"),
             );
             bar.set_prefix(phase.clone());
             bar.enable_steady_tick(Duration::from_millis(200));
@@ -40,6 +53,8 @@ impl Progress {
         });
         Progress {
             phase,
+            unit,
+            show_loss,
             bar,
             quiet,
             start: Instant::now(),
@@ -55,16 +70,14 @@ impl Progress {
         let running = s.loss_sum / s.examples.max(1) as f64;
         if let Some(bar) = &self.bar {
             bar.set_position(s.examples);
-            bar.set_message(format!("loss {running:.5}"));
+            if self.show_loss {
+                bar.set_message(format!("loss {running:.5}"));
+            }
         } else if !self.quiet && s.last_log.elapsed() >= LOG_EVERY {
             s.last_log = Instant::now();
-            let secs = self.start.elapsed().as_secs_f64();
-            eprintln!(
-                "[{}] {} examples, {:.0} examples/s, running loss {running:.5}",
-                self.phase,
-                s.examples,
-                s.examples as f64 / secs.max(1e-9)
-            );
+            let rate = s.examples as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+            let loss = if self.show_loss { format!(", running loss {running:.5}") } else { String::new() };
+            eprintln!("[{}] {} {unit}, {rate:.0} {unit}/s{loss}", self.phase, s.examples, unit = self.unit);
         }
     }
 

@@ -41,7 +41,7 @@ pub enum QuickstartError {
 
 /// Generates synthetic data with a progress line per 10% of rows.
 pub fn generate(cfg: &SynthConfig, dir: &Path, quiet: bool) -> Result<SynthReport, SynthError> {
-    let progress = Progress::new("gen", quiet);
+    let progress = Progress::counter("gen", "rows", quiet);
     let mut last = 0u64;
     let r = synth::generate(cfg, dir, &mut |rows| {
         progress.add(rows - last, 0.0);
