@@ -121,7 +121,7 @@ def run_config(a, name, rnd):
         fh.write(json.dumps(rec) + "\n")
     status = "ok" if ok else "FAILED (see %s)" % os.path.join(logs, tag + "*.log")
     print(f"  round {rnd} {name:20s} {status}  wall {rec['wall_s']:.1f}s  ex/s {rec.get('examples_per_s')}  "
-          f"auc {rec.get('test_auc')}", flush=True)
+          f"auc {fmt(rec.get('test_auc'), '.4f')}", flush=True)
     if not ok:
         for s in steps:
             for line in s.get("output_tail", [])[-8:]:

@@ -167,8 +167,17 @@ fn learn_stream<T: Table>(
     };
     match shuffle {
         None => {
-            while reader.next(&mut ex)? {
+            // Parse the next example before learning this one, so its rows can be prefetched and
+            // their memory latency overlaps this example's work.
+            let mut next = Example::default();
+            let mut more = reader.next(&mut ex)?;
+            while more {
+                more = reader.next(&mut next)?;
+                if more {
+                    learner.prefetch(table, &next);
+                }
                 step(&ex, &mut metrics);
+                std::mem::swap(&mut ex, &mut next);
             }
         }
         Some((window, mut rng)) => {
