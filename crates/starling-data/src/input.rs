@@ -349,19 +349,8 @@ fn count_newlines(path: &Path, upto: u64) -> Result<u64, DataError> {
 #[allow(clippy::cloned_ref_to_slice_refs)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
-    fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, data).unwrap();
-        p
-    }
-
-    fn gz(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
+    use crate::tests::{gz, write};
 
     /// All (line number, line) pairs of all splits, in order.
     fn read_all(splits: &[Split], skip_header: bool) -> Vec<(u64, String)> {

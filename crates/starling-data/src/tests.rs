@@ -12,13 +12,15 @@ use starling_core::{Example, Feature};
 use crate::pipeline::{bias_key, log_bucket_id, numeric_field_key};
 use crate::*;
 
-fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+/// Writes `data` to `dir/name` and returns the path.
+pub(crate) fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, data).unwrap();
     p
 }
 
-fn gz(data: &[u8]) -> Vec<u8> {
+/// `data` gzip-compressed.
+pub(crate) fn gz(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(data).unwrap();
     e.finish().unwrap()

@@ -7,7 +7,7 @@
 //! * `qid:N` tokens (SVMrank) are skipped;
 //! * `#` starts a comment to the end of the line; a line that is only a comment is skipped.
 
-use super::num::{parse_f32, parse_f32_prefix, parse_u64};
+use super::num::{parse_f32, parse_f32_prefix, parse_u64, scan_digits};
 use super::{find_byte, is_space, next_token, LineError, RawSink};
 
 /// Parser of LibSVM lines (one field, number 0).
@@ -47,14 +47,7 @@ impl LibSvmParser {
             let s = pos;
             let mut i = pos;
             let mut idx: u64 = 0;
-            while i < n {
-                let d = line[i].wrapping_sub(b'0');
-                if d > 9 {
-                    break;
-                }
-                idx = idx.wrapping_mul(10).wrapping_add(d as u64);
-                i += 1;
-            }
+            scan_digits(line, &mut i, &mut idx);
             if i > s && i - s <= 19 && i < n && line[i] == b':' {
                 i += 1;
                 if let Some(v) = parse_f32_prefix(line, &mut i) {

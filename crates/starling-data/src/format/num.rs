@@ -12,54 +12,27 @@ const POW10_F32: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 
 /// Parses a finite `f32`; `None` for anything else (empty, garbage, NaN, infinities).
 #[inline]
 pub fn parse_f32(s: &[u8]) -> Option<f32> {
-    let n = s.len();
-    if n == 0 {
-        return None;
-    }
     let mut i = 0;
-    let neg = match s[0] {
-        b'-' => {
-            i = 1;
-            true
-        }
-        b'+' => {
-            i = 1;
-            false
-        }
-        _ => false,
-    };
-    let mut mant: u64 = 0;
-    let mut digits = 0usize;
-    while i < n {
-        let d = s[i].wrapping_sub(b'0');
+    match parse_f32_prefix(s, &mut i) {
+        Some(v) if i == s.len() => Some(v),
+        _ => parse_f32_slow(s),
+    }
+}
+
+/// Accumulates the decimal digits at `s[*i..]` into `acc` (wrapping; callers bound the count),
+/// leaves `*i` at the first non-digit and returns how many digits it read.
+#[inline(always)]
+pub fn scan_digits(s: &[u8], i: &mut usize, acc: &mut u64) -> usize {
+    let start = *i;
+    while *i < s.len() {
+        let d = s[*i].wrapping_sub(b'0');
         if d > 9 {
             break;
         }
-        mant = mant.wrapping_mul(10).wrapping_add(d as u64);
-        digits += 1;
-        i += 1;
+        *acc = acc.wrapping_mul(10).wrapping_add(u64::from(d));
+        *i += 1;
     }
-    let mut frac = 0usize;
-    if i < n && s[i] == b'.' {
-        i += 1;
-        while i < n {
-            let d = s[i].wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            mant = mant.wrapping_mul(10).wrapping_add(d as u64);
-            frac += 1;
-            i += 1;
-        }
-    }
-    // Fast path: the whole token consumed, no overflow (<= 19 digits), mantissa < 2^24, <= 10
-    // decimals.
-    let total = digits + frac;
-    if i == n && total > 0 && total <= 19 && mant < (1 << 24) && frac <= 10 {
-        let v = mant as f32 / POW10_F32[frac];
-        return Some(if neg { -v } else { v });
-    }
-    parse_f32_slow(s)
+    *i - start
 }
 
 /// Fast-path decimal at `s[*i..]`, stopping at the first byte that cannot continue it (`*i` is
@@ -74,29 +47,11 @@ pub fn parse_f32_prefix(s: &[u8], i: &mut usize) -> Option<f32> {
         j += 1;
     }
     let mut mant: u64 = 0;
-    let start = j;
-    while j < n {
-        let d = s[j].wrapping_sub(b'0');
-        if d > 9 {
-            break;
-        }
-        mant = mant.wrapping_mul(10).wrapping_add(d as u64);
-        j += 1;
-    }
-    let mut digits = j - start;
+    let mut digits = scan_digits(s, &mut j, &mut mant);
     let mut frac = 0usize;
     if j < n && s[j] == b'.' {
         j += 1;
-        let fs = j;
-        while j < n {
-            let d = s[j].wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            mant = mant.wrapping_mul(10).wrapping_add(d as u64);
-            j += 1;
-        }
-        frac = j - fs;
+        frac = scan_digits(s, &mut j, &mut mant);
         digits += frac;
     }
     if digits == 0 || digits > 19 || mant >= (1 << 24) || frac > 10 {

@@ -122,22 +122,14 @@ impl LineWriter {
             push_g6(&mut cache_text, int_value(v as i64));
             cache_off.push(cache_text.len() as u32);
         }
-        LineWriter {
-            hash_span: (1u64 << hash_bits) - 14,
-            cache_text,
-            cache_off,
-            feats: Vec::with_capacity(40),
-        }
+        LineWriter { hash_span: (1u64 << hash_bits) - 14, cache_text, cache_off, feats: Vec::with_capacity(40) }
     }
 
     /// Appends `%.6g` of `log1p(v)` (`v >= 0`).
     #[inline]
     fn push_int_value(&self, out: &mut Vec<u8>, v: i64) {
         if (v as usize) < CACHE_N {
-            let (a, b) = (
-                self.cache_off[v as usize] as usize,
-                self.cache_off[v as usize + 1] as usize,
-            );
+            let (a, b) = (self.cache_off[v as usize] as usize, self.cache_off[v as usize + 1] as usize);
             out.extend_from_slice(&self.cache_text[a..b]);
         } else {
             push_g6(out, int_value(v));
@@ -184,8 +176,7 @@ impl LineWriter {
         self.feats.clear();
         for f in 0..N_CAT {
             if !row.cat_missing(f) {
-                self.feats
-                    .push((self.cat_id(f, row.toks[f]), 1, (N_INT + f) as u8));
+                self.feats.push((self.cat_id(f, row.toks[f]), 1, (N_INT + f) as u8));
             }
         }
         // ≤ 26 entries: insertion sort, stable, no allocation

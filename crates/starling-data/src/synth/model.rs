@@ -15,8 +15,8 @@ pub const N_INT: usize = 13;
 pub const N_CAT: usize = 26;
 /// Criteo Kaggle cardinalities, clamped to `[10, 1e6]` below.
 const CRITEO_CARD: [u64; N_CAT] = [
-    1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27, 14992,
-    5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572,
+    1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27, 14992, 5461306, 10, 5652,
+    2173, 4, 7046547, 18, 15, 286181, 105, 142572,
 ];
 /// Categorical fields (0-based) in the hidden pairwise interaction: C1 C2 C5 C6 C8 C11 | C14 C17 C18
 /// C20 C22 C25, so it spans VW namespaces `a` (C1..C13) and `b` (C14..C26).
@@ -51,10 +51,8 @@ pub fn vocab(f: usize) -> u64 {
 /// 32-bit token (written as 8 hex digits) of rank `rank` (0-based) of field `f`.
 #[inline]
 pub fn token_of(f: usize, rank: u64) -> u32 {
-    (mix64(
-        rank.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add((f as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93)),
-    ) >> 32) as u32
+    (mix64(rank.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add((f as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93)))
+        >> 32) as u32
 }
 
 /// 64-bit hash of (field, token): the hidden-table slot and the LibSVM id derive from it.
@@ -88,13 +86,7 @@ pub struct Zipf {
 impl Zipf {
     /// A sampler over `1..=n` (`n >= 1`) with exponent `s > 0`.
     pub fn new(n: u64, s: f64) -> Self {
-        let mut z = Zipf {
-            n: n as f64,
-            s,
-            h_x1: 0.0,
-            h_n: 0.0,
-            thresh: 0.0,
-        };
+        let mut z = Zipf { n: n as f64, s, h_x1: 0.0, h_n: 0.0, thresh: 0.0 };
         z.h_x1 = z.h_integral(1.5) - 1.0;
         z.h_n = z.h_integral(n as f64 + 0.5);
         z.thresh = 2.0 - z.h_integral_inv(z.h_integral(2.5) - z.h(2.0));
@@ -194,19 +186,7 @@ impl Spec {
         }
         let w_salt = rng.next_u64();
         let v_salt = [rng.next_u64(), rng.next_u64()];
-        Spec {
-            zipf_s,
-            cat_missing,
-            cat_scale,
-            int_mu,
-            int_sigma,
-            int_missing,
-            int_w,
-            zipf,
-            is_inter,
-            w_salt,
-            v_salt,
-        }
+        Spec { zipf_s, cat_missing, cat_scale, int_mu, int_sigma, int_missing, int_w, zipf, is_inter, w_salt, v_salt }
     }
 
     /// Hidden linear weight of table slot `h` (standard normal).
@@ -227,9 +207,7 @@ impl Spec {
     pub fn sample_row(&self, rng: &mut Rng, row: &mut Row, cache: &mut WeightCache) {
         let mut zlin = BIAS;
         for f in 0..N_INT {
-            let v = ((self.int_mu[f] + self.int_sigma[f] * rng.normal()).exp() - 0.5)
-                .floor()
-                .max(0.0);
+            let v = ((self.int_mu[f] + self.int_sigma[f] * rng.normal()).exp() - 0.5).floor().max(0.0);
             // saturate absurd tails (never reached with these parameters) instead of wrapping
             let v = v.min(1e15) as i64;
             if rng.next_f64() < self.int_missing[f] {
@@ -254,11 +232,7 @@ impl Spec {
             let h = feat_hash(f, tok) & hmask;
             let slot = &mut cache.0[(h & CACHE_MASK) as usize];
             if slot.tag != h + 1 {
-                *slot = CacheSlot {
-                    tag: h + 1,
-                    w: self.weight(h),
-                    v: self.latent(h),
-                };
+                *slot = CacheSlot { tag: h + 1, w: self.weight(h), v: self.latent(h) };
             }
             zlin += self.cat_scale[f] * slot.w;
             if self.is_inter[f] {
