@@ -59,4 +59,9 @@ impl Inputs {
     pub fn bad_lines(&self) -> (u64, Vec<String>) {
         (self.bad.count(), self.bad.messages())
     }
+
+    /// The end-of-run report of skipped lines, `None` when none was skipped.
+    pub fn bad_lines_report(&self) -> Option<String> {
+        self.bad.report()
+    }
 }

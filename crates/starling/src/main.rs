@@ -324,7 +324,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
 
 fn cmd_predict(a: PredictArgs) -> Result<()> {
     let model = model_file::load(&a.model)?;
-    let summary = if a.out == Path::new("-") {
+    let scored = if a.out == Path::new("-") {
         let stdout = std::io::stdout();
         let mut lock = std::io::BufWriter::new(stdout.lock());
         predict::predict_to(&model, &a.data, a.max_bad_lines, &mut lock)?
@@ -333,16 +333,23 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
         let mut w = std::io::BufWriter::new(file);
         let s = predict::predict_to(&model, &a.data, a.max_bad_lines, &mut w)?;
         w.flush().with_context(|| format!("writing {}", a.out.display()))?;
-        eprintln!("wrote {} predictions to {}", s.count, a.out.display());
+        eprintln!("wrote {} predictions to {}", s.summary.count, a.out.display());
         s
     };
-    eprintln!("against the labels: {}", trainer::describe(&summary));
+    if let Some(r) = &scored.bad_lines {
+        eprintln!("{r}");
+    }
+    eprintln!("against the labels: {}", trainer::describe(&scored.summary));
     Ok(())
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {
     let model = model_file::load(&a.model)?;
-    let s = predict::evaluate(&model, &a.data, a.threads, a.max_bad_lines, a.quiet)?;
+    let scored = predict::evaluate(&model, &a.data, a.threads, a.max_bad_lines, a.quiet)?;
+    if let Some(r) = &scored.bad_lines {
+        println!("{r}");
+    }
+    let s = scored.summary;
     println!("{}", trainer::describe(&s));
     if let Some(path) = &a.report {
         report::write(path, &(report::summary_json(&s) + "\n"))?;

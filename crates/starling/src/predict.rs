@@ -9,13 +9,22 @@ use starling_core::{Example, LearnScratch};
 use crate::input::{InputError, Inputs};
 use crate::model::Model;
 
+/// Metrics of a scored input, and the report of malformed lines it skipped (if any).
+#[derive(Clone, Debug)]
+pub struct Scored {
+    /// Metrics against the labels.
+    pub summary: Summary,
+    /// What `max_bad_lines` let through: count and first messages; `None` when nothing was skipped.
+    pub bad_lines: Option<String>,
+}
+
 /// Writes one prediction per input line, in input order, and returns the metrics against the labels.
 pub fn predict_to(
     model: &Model,
     data: &[PathBuf],
     max_bad_lines: u64,
     out: &mut dyn Write,
-) -> Result<Summary, InputError> {
+) -> Result<Scored, InputError> {
     let mut job = model.job.clone();
     job.features.max_bad_lines = max_bad_lines;
     let inputs = Inputs::open(&mut job, data, 1)?;
@@ -33,7 +42,7 @@ pub fn predict_to(
         out.write_all(&line).map_err(|e| InputError::Output(e.to_string()))?;
     }
     out.flush().map_err(|e| InputError::Output(e.to_string()))?;
-    Ok(metrics.summary())
+    Ok(Scored { summary: metrics.summary(), bad_lines: inputs.bad_lines_report() })
 }
 
 /// Metrics of `model` on labelled `data`, read by `threads` threads.
@@ -43,9 +52,10 @@ pub fn evaluate(
     threads: usize,
     max_bad_lines: u64,
     quiet: bool,
-) -> Result<Summary, InputError> {
+) -> Result<Scored, InputError> {
     let mut job = model.job.clone();
     job.features.max_bad_lines = max_bad_lines;
     let inputs = Inputs::open(&mut job, data, threads)?;
-    crate::trainer::evaluate_inputs(model, &inputs, threads.max(1), quiet)
+    let summary = crate::trainer::evaluate_inputs(model, &inputs, threads.max(1), quiet)?;
+    Ok(Scored { summary, bad_lines: inputs.bad_lines_report() })
 }

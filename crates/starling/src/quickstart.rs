@@ -93,7 +93,7 @@ pub fn run(dir: &Path, rows: u64) -> Result<(), QuickstartError> {
     let file =
         std::fs::File::create(&pred_path).map_err(|source| QuickstartError::Io { path: pred_path.clone(), source })?;
     let mut w = std::io::BufWriter::new(file);
-    let again = predict::predict_to(&loaded, &[dir.join("test.tsv")], 0, &mut w)?;
+    let again = predict::predict_to(&loaded, &[dir.join("test.tsv")], 0, &mut w)?.summary;
     if again.logloss != fm_test.logloss {
         return Err(QuickstartError::Mismatch { saved: again.logloss, trained: fm_test.logloss });
     }

@@ -106,6 +106,10 @@ pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), Train
     report.bad_line_samples = samples;
     if let Some(test) = &test_inputs {
         report.test = Some(evaluate_inputs(&model, test, job.train.threads, quiet)?);
+        // Lines skipped in the holdout are reported with the training ones, never dropped silently.
+        let (count, samples) = test.bad_lines();
+        report.bad_lines += count;
+        report.bad_line_samples.extend(samples);
     }
     model.job = job;
     model.job.train.init_model = None;

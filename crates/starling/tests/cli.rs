@@ -71,6 +71,17 @@ fn a_malformed_line_names_file_line_and_column() {
     let o = starling(&["train", "--train", "bad.libsvm", "--max-bad-lines", "1", "--quiet"], d);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("skipped 1 malformed line"), "{}", text(&o));
+
+    // Lines skipped in the holdout and in `eval` are reported too, never dropped silently.
+    std::fs::write(d.join("good.libsvm"), "1 3:1 7:1\n0 2:1 5:1\n").unwrap();
+    let o = starling(
+        &["train", "--train", "good.libsvm", "--test", "bad.libsvm", "--max-bad-lines", "1", "--save", "m", "--quiet"],
+        d,
+    );
+    assert!(o.status.success() && text(&o).contains("skipped 1 malformed line"), "{}", text(&o));
+    let o = starling(&["eval", "--model", "m", "--data", "bad.libsvm", "--max-bad-lines", "1", "--quiet"], d);
+    assert!(o.status.success() && text(&o).contains("skipped 1 malformed line"), "{}", text(&o));
+    assert!(text(&o).contains("bad.libsvm:2"), "{}", text(&o));
 }
 
 #[test]

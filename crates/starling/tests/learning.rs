@@ -85,3 +85,13 @@ fn two_threads_learn_as_well_as_one() {
     let (a, b) = (one.test.unwrap().logloss, two.test.unwrap().logloss);
     assert!((a - b).abs() < 0.005, "1 thread logloss {a:.5}, 2 threads {b:.5}");
 }
+
+#[test]
+fn divergence_stops_with_a_clear_message() {
+    let mut job = JobConfig::default();
+    job.data.train = vec![common::shared_data("a9a/a9a")];
+    // Steps this large overflow the weights to infinity, and inf - inf scores are NaN.
+    job.optimizer = starling_core::Optimizer::Sgd { lr: 1e38, l2: 0.0 };
+    let err = trainer::train(&job, true).err().expect("a step of 1e38 must diverge").to_string();
+    assert!(err.contains("diverged") && err.contains("lower the learning rate"), "{err}");
+}
