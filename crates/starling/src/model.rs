@@ -30,7 +30,7 @@ impl ModelTable {
     /// An empty table for `learner`'s rows: dense when `hash_bits > 0`.
     pub fn new(learner: &Learner, hash_bits: u32) -> Result<Self, ConfigError> {
         if hash_bits == 0 {
-            return Ok(ModelTable::Hash(HashTable::new(learner.row_len(), learner.row_init())));
+            return Ok(ModelTable::Hash(learner.hash_table()));
         }
         let bytes = (1u128 << hash_bits) * learner.row_len() as u128 * 4;
         if bytes > MAX_DENSE_BYTES {
@@ -43,7 +43,7 @@ impl ModelTable {
                 ),
             });
         }
-        Ok(ModelTable::Dense(DenseTable::new(hash_bits, learner.row_len(), learner.row_init())))
+        Ok(ModelTable::Dense(learner.dense_table(hash_bits)))
     }
 
     /// The table as a trait object, for code off the hot path.
@@ -69,7 +69,6 @@ pub struct Model {
 impl Model {
     /// Probability (logistic loss) or value (squared loss) for a featurized example.
     pub fn predict(&self, ex: &starling_core::Example, scratch: &mut starling_core::LearnScratch) -> f32 {
-        let score = with_table!(&self.table, |t| self.learner.score(t, ex, scratch));
-        self.learner.loss.predict(score)
+        with_table!(&self.table, |t| self.learner.predict(t, ex, scratch))
     }
 }

@@ -25,9 +25,7 @@ pub fn predict_to(
     max_bad_lines: u64,
     out: &mut dyn Write,
 ) -> Result<Scored, InputError> {
-    let mut job = model.job.clone();
-    job.features.max_bad_lines = max_bad_lines;
-    let inputs = Inputs::open(&mut job, data, 1)?;
+    let inputs = open_for(model, data, max_bad_lines, 1)?;
     let mut reader = inputs.reader(0, 1);
     let mut metrics = Metrics::new(true);
     let mut scratch = LearnScratch::default();
@@ -53,9 +51,14 @@ pub fn evaluate(
     max_bad_lines: u64,
     quiet: bool,
 ) -> Result<Scored, InputError> {
-    let mut job = model.job.clone();
-    job.features.max_bad_lines = max_bad_lines;
-    let inputs = Inputs::open(&mut job, data, threads)?;
+    let inputs = open_for(model, data, max_bad_lines, threads)?;
     let summary = crate::trainer::evaluate_inputs(model, &inputs, threads.max(1), quiet)?;
     Ok(Scored { summary, bad_lines: inputs.bad_lines_report() })
+}
+
+/// Opens `data` to be read exactly as `model`'s training input was, with its own bad-line budget.
+fn open_for(model: &Model, data: &[PathBuf], max_bad_lines: u64, threads: usize) -> Result<Inputs, InputError> {
+    let mut job = model.job.clone();
+    job.features.max_bad_lines = max_bad_lines;
+    Inputs::open(&mut job, data, threads)
 }

@@ -126,23 +126,29 @@ fn run_pass<T: Table>(
     progress: &Progress,
 ) -> Result<Metrics, InputError> {
     let threads = job.train.threads;
+    on_threads(threads, false, |rank| {
+        let mut reader = inputs.reader(rank, threads);
+        let shuffle = job.train.shuffle.then(|| {
+            // One stream per (seed, pass, thread): resuming at pass p replays pass p exactly.
+            let seed = job.train.seed ^ (u64::from(pass) << 32) ^ rank as u64;
+            (job.train.shuffle_window, Rng::new(seed))
+        });
+        Ok(learn_stream(learner, table, &mut reader, shuffle, progress)?)
+    })
+}
+
+/// Runs `work(rank)` on `threads` scoped threads and merges the metrics they return.
+fn on_threads(
+    threads: usize,
+    keep_for_auc: bool,
+    work: impl Fn(usize) -> Result<Metrics, InputError> + Sync,
+) -> Result<Metrics, InputError> {
+    let work = &work;
     let results: Vec<Result<Metrics, InputError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|rank| {
-                s.spawn(move || -> Result<Metrics, InputError> {
-                    let mut reader = inputs.reader(rank, threads);
-                    let shuffle = job.train.shuffle.then(|| {
-                        // One stream per (seed, pass, thread): resuming at pass p replays pass p exactly.
-                        let seed = job.train.seed ^ (u64::from(pass) << 32) ^ rank as u64;
-                        (job.train.shuffle_window, Rng::new(seed))
-                    });
-                    Ok(learn_stream(learner, table, &mut reader, shuffle, progress)?)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a training thread panicked")).collect()
+        let handles: Vec<_> = (0..threads).map(|rank| s.spawn(move || work(rank))).collect();
+        handles.into_iter().map(|h| h.join().expect("a worker thread panicked")).collect()
     });
-    let mut total = Metrics::new(false);
+    let mut total = Metrics::new(keep_for_auc);
     for r in results {
         total.merge(&r?);
     }
@@ -254,32 +260,20 @@ fn resume(job: &JobConfig, learner: Learner, path: &std::path::Path) -> Result<M
 /// Scores every example of `inputs` with `model`, on `threads` threads; AUC included.
 pub fn evaluate_inputs(model: &Model, inputs: &Inputs, threads: usize, quiet: bool) -> Result<Summary, InputError> {
     let progress = Progress::new("eval", quiet);
-    let results: Vec<Result<Metrics, InputError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|rank| {
-                let progress = &progress;
-                s.spawn(move || -> Result<Metrics, InputError> {
-                    let mut reader = inputs.reader(rank, threads);
-                    let mut metrics = Metrics::new(true);
-                    let mut scratch = LearnScratch::default();
-                    let mut ex = Example::default();
-                    while reader.next(&mut ex)? {
-                        metrics.add(model.predict(&ex, &mut scratch), ex.label, ex.weight);
-                        if metrics.count() % PROGRESS_EVERY == 0 {
-                            progress.add(PROGRESS_EVERY, 0.0);
-                        }
-                    }
-                    Ok(metrics)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("an evaluation thread panicked")).collect()
-    });
+    let total = on_threads(threads, true, |rank| {
+        let mut reader = inputs.reader(rank, threads);
+        let mut metrics = Metrics::new(true);
+        let mut scratch = LearnScratch::default();
+        let mut ex = Example::default();
+        while reader.next(&mut ex)? {
+            metrics.add(model.predict(&ex, &mut scratch), ex.label, ex.weight);
+            if metrics.count() % PROGRESS_EVERY == 0 {
+                progress.add(PROGRESS_EVERY, 0.0);
+            }
+        }
+        Ok(metrics)
+    })?;
     progress.finish();
-    let mut total = Metrics::new(true);
-    for r in results {
-        total.merge(&r?);
-    }
     Ok(total.summary())
 }
 
