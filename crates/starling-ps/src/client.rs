@@ -1,0 +1,238 @@
+//! The one interface a trainer uses to reach the parameters (ARCHITECTURE decision 4), and its
+//! in-process transport. The TCP transport lives in [`crate::tcp`]; the trainer cannot tell them apart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{LocalClocks, StalenessHistogram, Wait};
+use crate::error::PsError;
+use crate::server::Server;
+use crate::shard::{ShardMap, Split};
+use crate::table::TableSpec;
+
+/// Pull, push and clock, as a worker sees them.
+///
+/// Keys of one call must be sorted and unique; values are `dim` floats per key, in key order.
+pub trait ParamClient: Send {
+    /// The job's tables, indexed by table id.
+    fn tables(&self) -> &[TableSpec];
+    /// Current weights of `keys` of `table` into `out`.
+    fn pull(&mut self, table: u32, keys: &[u64], out: &mut [f32]) -> Result<(), PsError>;
+    /// Sends gradients of `keys` of `table`; returns once every server has applied them.
+    fn push(&mut self, table: u32, keys: &[u64], grads: &[f32]) -> Result<(), PsError>;
+    /// Ends this worker's step and blocks until the consistency rule lets the next one start.
+    fn clock(&mut self) -> Result<Wait, PsError>;
+    /// This worker has finished: it stops holding others back.
+    fn finish(&mut self) -> Result<(), PsError>;
+    /// Traffic and waiting so far.
+    fn stats(&self) -> &ClientStats;
+}
+
+/// What a worker's client has moved and waited.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientStats {
+    /// Keys pulled.
+    pub keys_pulled: u64,
+    /// Bytes of keys and values pulled (as they cross the wire, or would).
+    pub bytes_pulled: u64,
+    /// Keys pushed.
+    pub keys_pushed: u64,
+    /// Bytes of keys and gradients pushed.
+    pub bytes_pushed: u64,
+    /// Time blocked by the consistency rule.
+    pub wait: Duration,
+    /// Staleness observed at each step start.
+    pub staleness: StalenessHistogram,
+    /// Steps finished.
+    pub steps: u64,
+}
+
+impl ClientStats {
+    /// Counts a pull of `keys` keys and `values` values of `value_bytes` each.
+    pub fn count_pull(&mut self, keys: usize, values: usize, value_bytes: usize) {
+        self.keys_pulled += keys as u64;
+        self.bytes_pulled += (keys * 8 + values * value_bytes) as u64;
+    }
+
+    /// Counts a push of `keys` keys and `values` values of `value_bytes` each.
+    pub fn count_push(&mut self, keys: usize, values: usize, value_bytes: usize) {
+        self.keys_pushed += keys as u64;
+        self.bytes_pushed += (keys * 8 + values * value_bytes) as u64;
+    }
+
+    /// Counts a finished step and what starting the next one cost.
+    pub fn count_step(&mut self, wait: Wait) {
+        self.steps += 1;
+        self.wait += wait.waited;
+        self.staleness.record(wait.staleness);
+    }
+
+    /// Adds another worker's figures.
+    pub fn merge(&mut self, o: &ClientStats) {
+        self.keys_pulled += o.keys_pulled;
+        self.bytes_pulled += o.bytes_pulled;
+        self.keys_pushed += o.keys_pushed;
+        self.bytes_pushed += o.bytes_pushed;
+        self.wait += o.wait;
+        self.staleness.merge(&o.staleness);
+        self.steps += o.steps;
+    }
+}
+
+/// Servers and clocks living in this process: the single-machine form of a cluster.
+pub struct LocalCluster {
+    specs: Vec<TableSpec>,
+    map: ShardMap,
+    servers: Vec<Server>,
+    clocks: LocalClocks,
+}
+
+impl LocalCluster {
+    /// `servers` in-process servers for `specs`, gating `workers` worker threads by `clocks`.
+    pub fn new(specs: Vec<TableSpec>, servers: usize, clocks: LocalClocks) -> Arc<Self> {
+        let map = ShardMap::even(servers);
+        let servers = (0..servers).map(|i| Server::new(i, &specs, &map.vshards_of(i))).collect();
+        Arc::new(LocalCluster { specs, map, servers, clocks })
+    }
+
+    /// The servers, for checkpoints and reports.
+    pub fn servers(&self) -> &[Server] {
+        &self.servers
+    }
+
+    /// The clocks, for reports.
+    pub fn clocks(&self) -> &LocalClocks {
+        &self.clocks
+    }
+
+    /// A client for worker `worker` starting at `clock`.
+    pub fn client(self: &Arc<Self>, worker: usize, clock: u64) -> LocalClient {
+        LocalClient {
+            cluster: Arc::clone(self),
+            worker,
+            clock,
+            split: Split::default(),
+            buf: Vec::new(),
+            stats: ClientStats::default(),
+        }
+    }
+}
+
+/// Direct calls into in-process servers: no sockets, and with one server no copies beyond `out`.
+pub struct LocalClient {
+    cluster: Arc<LocalCluster>,
+    worker: usize,
+    clock: u64,
+    split: Split,
+    buf: Vec<f32>,
+    stats: ClientStats,
+}
+
+impl LocalClient {
+    fn dim(&self, table: u32) -> Result<usize, PsError> {
+        let tables = self.cluster.specs.len();
+        self.cluster.specs.get(table as usize).map(|s| s.dim).ok_or(PsError::UnknownTable { table, tables })
+    }
+}
+
+impl ParamClient for LocalClient {
+    fn tables(&self) -> &[TableSpec] {
+        &self.cluster.specs
+    }
+
+    fn pull(&mut self, table: u32, keys: &[u64], out: &mut [f32]) -> Result<(), PsError> {
+        let dim = self.dim(table)?;
+        let c = &self.cluster;
+        if c.servers.len() == 1 {
+            c.servers[0].pull(table, keys, out)?;
+        } else {
+            if out.len() != keys.len() * dim {
+                return Err(PsError::LengthMismatch { keys: keys.len(), values: out.len(), dim });
+            }
+            self.split.fill(&c.map, keys);
+            for (s, server) in c.servers.iter().enumerate() {
+                let (ks, pos) = (&self.split.keys[s], &self.split.pos[s]);
+                self.buf.resize(ks.len() * dim, 0.0);
+                server.pull(table, ks, &mut self.buf)?;
+                for (&p, w) in pos.iter().zip(self.buf.chunks_exact(dim)) {
+                    out[p as usize * dim..(p as usize + 1) * dim].copy_from_slice(w);
+                }
+            }
+        }
+        self.stats.count_pull(keys.len(), out.len(), 4);
+        Ok(())
+    }
+
+    fn push(&mut self, table: u32, keys: &[u64], grads: &[f32]) -> Result<(), PsError> {
+        let dim = self.dim(table)?;
+        let c = &self.cluster;
+        if c.servers.len() == 1 {
+            c.servers[0].push(table, keys, grads)?;
+        } else {
+            if grads.len() != keys.len() * dim {
+                return Err(PsError::LengthMismatch { keys: keys.len(), values: grads.len(), dim });
+            }
+            self.split.fill(&c.map, keys);
+            for (s, server) in c.servers.iter().enumerate() {
+                let (ks, pos) = (&self.split.keys[s], &self.split.pos[s]);
+                self.buf.clear();
+                for &p in pos {
+                    self.buf.extend_from_slice(&grads[p as usize * dim..(p as usize + 1) * dim]);
+                }
+                server.push(table, ks, &self.buf)?;
+            }
+        }
+        self.stats.count_push(keys.len(), grads.len(), 4);
+        Ok(())
+    }
+
+    fn clock(&mut self) -> Result<Wait, PsError> {
+        self.clock += 1;
+        let wait = self.cluster.clocks.tick(self.worker, self.clock)?;
+        self.stats.count_step(wait);
+        Ok(wait)
+    }
+
+    fn finish(&mut self) -> Result<(), PsError> {
+        self.cluster.clocks.finish(self.worker);
+        Ok(())
+    }
+
+    fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Staleness;
+    use starling_core::{ModelSpec, Optimizer};
+
+    #[test]
+    fn many_local_servers_act_as_one() {
+        let spec = TableSpec::for_model("w", &ModelSpec { seed: 2, ..ModelSpec::fm(3) }, &Optimizer::adagrad_default());
+        let one = LocalCluster::new(vec![spec.clone()], 1, LocalClocks::new(1, Staleness::Bounded(0), 0));
+        let three = LocalCluster::new(vec![spec], 3, LocalClocks::new(1, Staleness::Bounded(0), 0));
+        let (mut a, mut b) = (one.client(0, 0), three.client(0, 0));
+        let keys: Vec<u64> = (0..300).map(|k| k * 1_000_003).collect();
+        let grads: Vec<f32> = (0..keys.len() * 4).map(|i| (i % 13) as f32 * 0.01 - 0.05).collect();
+        let (mut wa, mut wb) = (vec![0f32; grads.len()], vec![0f32; grads.len()]);
+        for _ in 0..3 {
+            a.push(0, &keys, &grads).unwrap();
+            b.push(0, &keys, &grads).unwrap();
+            a.clock().unwrap();
+            b.clock().unwrap();
+        }
+        a.pull(0, &keys, &mut wa).unwrap();
+        b.pull(0, &keys, &mut wb).unwrap();
+        assert_eq!(wa, wb);
+        assert_eq!(a.stats().keys_pushed, 900);
+        assert_eq!(b.stats().steps, 3);
+        let rows: u64 = three.servers().iter().map(|s| s.stats().rows).sum();
+        assert_eq!(rows, 300);
+        assert!(three.servers().iter().all(|s| s.stats().rows > 50), "keys should spread over servers");
+    }
+}

@@ -1,0 +1,262 @@
+//! A table's rows on one server: a collisionless hash map per owned virtual shard.
+//!
+//! Each virtual shard keeps its rows in one flat arena (`row_len` floats per row) indexed by a
+//! key map, under its own lock, so concurrent connections rarely contend and a shard can be
+//! written to or read from a checkpoint as a unit.
+
+use std::sync::{Mutex, MutexGuard};
+
+use starling_core::table::{KeyMap, Table};
+
+use crate::shard::{vshard_of, NUM_VSHARDS};
+use crate::table::TableSpec;
+
+/// Rows of one virtual shard.
+#[derive(Default)]
+struct VShard {
+    index: KeyMap<u32>,
+    rows: Vec<f32>,
+}
+
+impl VShard {
+    /// The row of `key`, created fresh by `spec` if absent.
+    #[inline]
+    fn row_mut(&mut self, spec: &TableSpec, row_len: usize, key: u64) -> &mut [f32] {
+        let next = self.index.len() as u32;
+        let i = *self.index.entry(key).or_insert(next) as usize;
+        if i == next as usize {
+            self.rows.resize((i + 1) * row_len, 0.0);
+            spec.fill(key, &mut self.rows[i * row_len..(i + 1) * row_len]);
+        }
+        &mut self.rows[i * row_len..(i + 1) * row_len]
+    }
+
+    #[inline]
+    fn row(&self, row_len: usize, key: u64) -> Option<&[f32]> {
+        self.index.get(&key).map(|&i| &self.rows[i as usize * row_len..(i as usize + 1) * row_len])
+    }
+}
+
+/// One table's rows over the virtual shards this server owns.
+pub struct Store {
+    spec: TableSpec,
+    row_len: usize,
+    /// Indexed by virtual shard; `None` for shards owned elsewhere.
+    shards: Box<[Option<Mutex<VShard>>]>,
+}
+
+impl Store {
+    /// An empty store of `spec`'s rows owning the virtual shards `owned`.
+    pub fn new(spec: TableSpec, owned: &[u32]) -> Self {
+        let mut shards: Vec<Option<Mutex<VShard>>> = (0..NUM_VSHARDS).map(|_| None).collect();
+        for &v in owned {
+            shards[v as usize] = Some(Mutex::new(VShard::default()));
+        }
+        let row_len = spec.row_len();
+        Store { spec, row_len, shards: shards.into_boxed_slice() }
+    }
+
+    /// A store owning every virtual shard: the whole table in one process.
+    pub fn whole(spec: TableSpec) -> Self {
+        let all: Vec<u32> = (0..NUM_VSHARDS).collect();
+        Self::new(spec, &all)
+    }
+
+    /// The table's spec.
+    pub fn spec(&self) -> &TableSpec {
+        &self.spec
+    }
+
+    /// True when this store owns `key`'s virtual shard.
+    #[inline]
+    pub fn owns(&self, key: u64) -> bool {
+        self.shards[vshard_of(key) as usize].is_some()
+    }
+
+    /// True when this store owns virtual shard `v`.
+    pub fn owns_vshard(&self, v: u32) -> bool {
+        self.shards.get(v as usize).is_some_and(|s| s.is_some())
+    }
+
+    #[inline]
+    fn lock(&self, v: u32) -> Option<MutexGuard<'_, VShard>> {
+        // A panic cannot leave a row half-updated in a way later reads would misinterpret, so a
+        // poisoned lock is still usable.
+        self.shards[v as usize].as_ref().map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Copies the weights (`dim` floats each) of `keys` into `out`; unknown keys give fresh
+    /// weights without being stored. Returns the first key this store does not own, if any.
+    pub fn pull(&self, keys: &[u64], out: &mut [f32]) -> Result<(), u64> {
+        let dim = self.spec.dim;
+        debug_assert_eq!(out.len(), keys.len() * dim);
+        for (&key, w) in keys.iter().zip(out.chunks_exact_mut(dim)) {
+            let shard = self.lock(vshard_of(key)).ok_or(key)?;
+            match shard.row(self.row_len, key) {
+                Some(row) => w.copy_from_slice(&row[..dim]),
+                None => self.spec.init_weights(key, w),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the optimizer to the rows of `keys` with `grads` (`dim` floats each), creating
+    /// fresh rows as needed. Returns the first key this store does not own, if any (keys before it
+    /// are already applied).
+    pub fn push(&self, keys: &[u64], grads: &[f32]) -> Result<(), u64> {
+        let dim = self.spec.dim;
+        debug_assert_eq!(grads.len(), keys.len() * dim);
+        let opt = self.spec.optimizer;
+        for (&key, g) in keys.iter().zip(grads.chunks_exact(dim)) {
+            let mut shard = self.lock(vshard_of(key)).ok_or(key)?;
+            let row = shard.row_mut(&self.spec, self.row_len, key);
+            let (w, state) = row.split_at_mut(dim);
+            opt.update(w, state, g);
+        }
+        Ok(())
+    }
+
+    /// Calls `f` on every stored row of virtual shard `v` in increasing key order.
+    pub fn for_each_row_in(&self, v: u32, f: &mut dyn FnMut(u64, &[f32])) {
+        let Some(shard) = self.lock(v) else { return };
+        let mut keys: Vec<(u64, u32)> = shard.index.iter().map(|(&k, &i)| (k, i)).collect();
+        keys.sort_unstable();
+        for (k, i) in keys {
+            f(k, &shard.rows[i as usize * self.row_len..(i as usize + 1) * self.row_len]);
+        }
+    }
+
+    /// Stored rows in virtual shard `v` (0 when not owned).
+    pub fn len_in(&self, v: u32) -> usize {
+        self.lock(v).map_or(0, |s| s.index.len())
+    }
+
+    /// Virtual shards this store owns, in increasing order.
+    pub fn owned(&self) -> Vec<u32> {
+        (0..NUM_VSHARDS).filter(|&v| self.owns_vshard(v)).collect()
+    }
+}
+
+impl Table for Store {
+    fn row_len(&self) -> usize {
+        self.row_len
+    }
+
+    /// Full row (weights and state); a key of a shard not owned here reads as fresh.
+    fn read(&self, key: u64, row: &mut [f32]) {
+        match self.lock(vshard_of(key)).as_ref().and_then(|s| s.row(self.row_len, key)) {
+            Some(r) => row.copy_from_slice(r),
+            None => self.spec.fill(key, row),
+        }
+    }
+
+    /// Stores a full row.
+    ///
+    /// # Panics
+    /// If this store does not own `key`'s virtual shard: writing it would silently lose the row.
+    fn write(&self, key: u64, row: &[f32]) {
+        let v = vshard_of(key);
+        let mut shard = self.lock(v).unwrap_or_else(|| panic!("key {key} is in virtual shard {v}, not owned here"));
+        shard.row_mut(&self.spec, self.row_len, key).copy_from_slice(row);
+    }
+
+    fn len(&self) -> usize {
+        (0..NUM_VSHARDS).map(|v| self.len_in(v)).sum()
+    }
+
+    fn for_each_row(&self, f: &mut dyn FnMut(u64, &[f32])) {
+        // Whole-table order is by key (as the single-machine tables give), not by shard.
+        let mut keys = Vec::with_capacity(self.len());
+        for v in 0..NUM_VSHARDS {
+            if let Some(s) = self.lock(v) {
+                keys.extend(s.index.keys().copied());
+            }
+        }
+        keys.sort_unstable();
+        let mut row = vec![0f32; self.row_len];
+        for key in keys {
+            self.read(key, &mut row);
+            f(key, &row);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_core::{HashTable, Learner, Loss, ModelSpec, Optimizer};
+
+    fn spec() -> TableSpec {
+        TableSpec::for_model("w", &ModelSpec { seed: 4, ..ModelSpec::fm(2) }, &Optimizer::adagrad_default())
+    }
+
+    #[test]
+    fn pull_gives_fresh_weights_without_storing() {
+        let s = Store::whole(spec());
+        let mut out = vec![0f32; 3 * 3];
+        s.pull(&[1, 2, 3], &mut out).unwrap();
+        let mut w = [0f32; 3];
+        spec().init_weights(2, &mut w);
+        assert_eq!(&out[3..6], &w);
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn push_applies_the_same_rule_as_the_single_machine_path() {
+        let learner =
+            Learner::new(ModelSpec { seed: 4, ..ModelSpec::fm(2) }, Optimizer::adagrad_default(), Loss::Logistic)
+                .unwrap();
+        let table = HashTable::new(learner.row_len(), learner.row_init());
+        let s = Store::whole(spec());
+        let g = [0.5f32, -0.25, 0.125];
+        for _ in 0..3 {
+            s.push(&[10, 20], &[g, g].concat()).unwrap();
+            for key in [10, 20] {
+                let mut row = vec![0f32; learner.row_len()];
+                table.read(key, &mut row);
+                let (w, st) = row.split_at_mut(3);
+                learner.optimizer.update(w, st, &g);
+                table.write(key, &row);
+            }
+        }
+        let (mut a, mut b) = (vec![0f32; 6], vec![0f32; 6]);
+        for key in [10, 20] {
+            s.read(key, &mut a);
+            table.read(key, &mut b);
+            assert_eq!(a, b);
+        }
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn refuses_keys_it_does_not_own() {
+        let owned: Vec<u32> = (0..NUM_VSHARDS / 2).collect();
+        let s = Store::new(spec(), &owned);
+        let foreign = (0..).find(|&k| !s.owns(k)).unwrap();
+        let mut out = vec![0f32; 3];
+        assert_eq!(s.pull(&[foreign], &mut out), Err(foreign));
+        assert_eq!(s.push(&[foreign], &[0.0; 3]), Err(foreign));
+    }
+
+    #[test]
+    fn rows_iterate_in_key_order_per_shard_and_overall() {
+        let s = Store::whole(spec());
+        let keys: Vec<u64> = (0..500).map(|k| k * 7919).collect();
+        s.push(&keys, &vec![0.1; keys.len() * 3]).unwrap();
+        let mut all = Vec::new();
+        s.for_each_row(&mut |k, _| all.push(k));
+        assert_eq!(all, keys);
+        let mut per_shard = 0;
+        for v in s.owned() {
+            let mut last = None;
+            s.for_each_row_in(v, &mut |k, r| {
+                assert_eq!(vshard_of(k), v);
+                assert_eq!(r.len(), 6);
+                assert!(last < Some(k));
+                last = Some(k);
+                per_shard += 1;
+            });
+        }
+        assert_eq!(per_shard, 500);
+    }
+}
