@@ -131,6 +131,12 @@ pub struct LocalClient {
 }
 
 impl LocalClient {
+    /// Counts this worker again after [`ParamClient::finish`] (threads of `starling train` meet
+    /// between passes, so each finishes its pass and rejoins for the next).
+    pub fn rejoin(&mut self) {
+        self.cluster.clocks.rejoin(self.worker);
+    }
+
     fn dim(&self, table: u32) -> Result<usize, PsError> {
         let tables = self.cluster.specs.len();
         self.cluster.specs.get(table as usize).map(|s| s.dim).ok_or(PsError::UnknownTable { table, tables })

@@ -198,6 +198,13 @@ impl ClockTable {
         }
     }
 
+    /// Makes a finished `worker` active again (a new pass of an in-process job).
+    pub fn rejoin(&mut self, worker: usize) {
+        if self.states[worker] == WorkerState::Done {
+            self.states[worker] = WorkerState::Active;
+        }
+    }
+
     /// Marks `worker` as lost: it holds nobody back any more.
     pub fn lose(&mut self, worker: usize) {
         if self.states[worker] == WorkerState::Active {
@@ -253,6 +260,11 @@ impl LocalClocks {
     pub fn finish(&self, worker: usize) {
         self.lock().finish(worker);
         self.inner.1.notify_all();
+    }
+
+    /// A finished `worker` starts another pass.
+    pub fn rejoin(&self, worker: usize) {
+        self.lock().rejoin(worker);
     }
 
     /// A copy of the table, for reports.

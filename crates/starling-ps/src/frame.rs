@@ -8,7 +8,7 @@
 //! Values  = values:[f32|f16; ...]                          (reply to Pull)
 //! Ack     = empty                                          (reply to Push, Hello)
 //! Error   = utf-8 message
-//! Control = postcard-encoded control message (coordinator traffic)
+//! Control = JSON-encoded control message (coordinator traffic)
 //! ```
 //! All integers and floats are little-endian. `len` is checked against a bound before any
 //! allocation, so a hostile or corrupt length cannot exhaust memory.

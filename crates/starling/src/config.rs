@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use starling_core::{Loss, ModelKind, ModelSpec, Optimizer};
 use starling_data::PipelineConfig;
+use starling_ps::Staleness;
 
 /// Errors reading or checking a job config.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,10 @@ pub struct JobConfig {
     pub optimizer: Optimizer,
     /// Passes, threads, shuffling, seed, where to save.
     pub train: TrainConfig,
+    /// Parameter-server settings: servers, workers, consistency, heartbeats, wire format.
+    pub cluster: ClusterConfig,
+    /// Periodic checkpoints of a parameter-server job, and resuming from them.
+    pub checkpoint: CheckpointConfig,
 }
 
 /// Where examples come from.
@@ -91,6 +96,10 @@ pub struct TrainConfig {
     pub save: Option<PathBuf>,
     /// A saved model to continue training from (weights and optimizer state).
     pub init_model: Option<PathBuf>,
+    /// Examples per mini-batch: 1 learns online (VW style); more pulls a batch's weights, sums its
+    /// gradients per key and pushes them, as parameter-server workers do. 0 picks 1 for `starling
+    /// train` and 1000 for a cluster; set it explicitly for the same result in one process or many.
+    pub batch_size: usize,
 }
 
 impl Default for TrainConfig {
@@ -104,11 +113,136 @@ impl Default for TrainConfig {
             eval_each_pass: false,
             save: None,
             init_model: None,
+            batch_size: 0,
+        }
+    }
+}
+
+/// Mini-batch size a cluster uses when `train.batch_size = 0`.
+pub const CLUSTER_BATCH_SIZE: usize = 1000;
+
+/// What happens when a worker dies or goes silent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerLoss {
+    /// Stop the whole job with a message naming the worker.
+    Fail,
+    /// Go on without it (its remaining data is not trained on, and the report says so).
+    Continue,
+}
+
+/// Parameter-server settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Server processes (`starling launch` starts this many unless `--servers` says otherwise).
+    pub servers: usize,
+    /// Worker processes.
+    pub workers: usize,
+    /// Steps a worker may run ahead of the slowest one: 0 is BSP, N is SSP, `"inf"` is ASP.
+    #[serde(with = "staleness_serde")]
+    pub staleness: Staleness,
+    /// On a lost worker: `"fail"` or `"continue"`; unset means continue under ASP, fail otherwise.
+    pub on_worker_loss: Option<WorkerLoss>,
+    /// Seconds between heartbeats of every process to the coordinator.
+    pub heartbeat_secs: f64,
+    /// A process silent this long is declared lost.
+    pub heartbeat_timeout_secs: f64,
+    /// Values on the wire as IEEE half floats (halves pull/push bytes; weights lose precision).
+    pub f16: bool,
+    /// Largest frame accepted, in MiB (checked before any allocation).
+    pub max_frame_mib: usize,
+    /// Network threads of each server.
+    pub server_threads: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            servers: 1,
+            workers: 1,
+            staleness: Staleness::Bounded(0),
+            on_worker_loss: None,
+            heartbeat_secs: 1.0,
+            heartbeat_timeout_secs: 10.0,
+            f16: false,
+            max_frame_mib: 1024,
+            server_threads: 2,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The policy for lost workers, with the mode's default filled in.
+    pub fn worker_loss(&self) -> WorkerLoss {
+        self.on_worker_loss.unwrap_or(if self.staleness == Staleness::Unbounded {
+            WorkerLoss::Continue
+        } else {
+            WorkerLoss::Fail
+        })
+    }
+}
+
+/// Checkpoints of a parameter-server job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// Directory of checkpoints (`step-NNNNNNNNNN` subdirectories); none: no periodic checkpoints.
+    pub dir: Option<PathBuf>,
+    /// Checkpoint every this many steps of the slowest worker (0: off).
+    pub every_steps: u64,
+    /// Checkpoint at least this often, in seconds (0: off).
+    pub every_secs: u64,
+    /// Complete checkpoints kept; older ones are deleted.
+    pub keep: usize,
+    /// Start from the newest complete checkpoint in `dir` when there is one.
+    pub resume: bool,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig { dir: None, every_steps: 0, every_secs: 0, keep: 2, resume: true }
+    }
+}
+
+/// `staleness` in TOML: a step count, or the string `"inf"`.
+mod staleness_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use starling_ps::Staleness;
+
+    pub fn serialize<S: Serializer>(s: &Staleness, ser: S) -> Result<S::Ok, S::Error> {
+        match s {
+            Staleness::Bounded(n) => ser.serialize_u32(*n),
+            Staleness::Unbounded => ser.serialize_str("inf"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Staleness, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(i64),
+            S(String),
+        }
+        match Raw::deserialize(de)? {
+            Raw::N(n) => u32::try_from(n)
+                .map(Staleness::Bounded)
+                .map_err(|_| serde::de::Error::custom(format!("staleness must be 0 or more, got {n}"))),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
         }
     }
 }
 
 impl JobConfig {
+    /// Mini-batch size in effect: `train.batch_size`, or the default for a single process or a cluster.
+    pub fn batch_size(&self, cluster: bool) -> usize {
+        match self.train.batch_size {
+            0 if cluster => CLUSTER_BATCH_SIZE,
+            0 => 1,
+            n => n,
+        }
+    }
+
     /// Reads a job config from a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text =
@@ -160,6 +294,31 @@ impl JobConfig {
         if self.features.hash_bits > 40 {
             return bad("features.hash_bits", "must be at most 40 (0 keeps full 64-bit keys in a hash table)");
         }
+        if self.train.batch_size > 10_000_000 {
+            return bad("train.batch_size", "must be at most 10000000");
+        }
+        if self.cluster.servers == 0 || self.cluster.servers > 4096 {
+            return bad("cluster.servers", "must be between 1 and 4096");
+        }
+        if self.cluster.workers == 0 || self.cluster.workers > 4096 {
+            return bad("cluster.workers", "must be between 1 and 4096");
+        }
+        let (hb, to) = (self.cluster.heartbeat_secs, self.cluster.heartbeat_timeout_secs);
+        if !(hb > 0.0 && hb.is_finite() && to.is_finite() && to >= 2.0 * hb) {
+            return bad(
+                "cluster.heartbeat_timeout_secs",
+                "heartbeats need a positive period and a timeout of at least two periods",
+            );
+        }
+        if self.cluster.max_frame_mib == 0 || self.cluster.max_frame_mib > 4095 {
+            return bad("cluster.max_frame_mib", "must be between 1 and 4095");
+        }
+        if self.cluster.server_threads == 0 {
+            return bad("cluster.server_threads", "must be at least 1");
+        }
+        if self.checkpoint.keep == 0 {
+            return bad("checkpoint.keep", "must be at least 1");
+        }
         self.optimizer.validate().map_err(|e| ConfigError::Invalid { field: "optimizer", message: e.to_string() })?;
         Ok(())
     }
@@ -197,6 +356,19 @@ mod tests {
     fn optimizer_takes_defaults_for_unset_hyperparameters() {
         let cfg = JobConfig::from_toml("[optimizer]\nname = \"ftrl\"\nl1 = 2.0\n", "t").unwrap();
         assert!(matches!(cfg.optimizer, Optimizer::Ftrl { l1, beta, .. } if l1 == 2.0 && beta == 1.0));
+    }
+
+    #[test]
+    fn staleness_reads_numbers_and_inf() {
+        let cfg = JobConfig::from_toml("[cluster]\nstaleness = 3\n", "t").unwrap();
+        assert_eq!(cfg.cluster.staleness, Staleness::Bounded(3));
+        assert_eq!(cfg.cluster.worker_loss(), WorkerLoss::Fail);
+        let cfg = JobConfig::from_toml("[cluster]\nstaleness = \"inf\"\n", "t").unwrap();
+        assert_eq!(cfg.cluster.staleness, Staleness::Unbounded);
+        assert_eq!(cfg.cluster.worker_loss(), WorkerLoss::Continue);
+        assert_eq!(JobConfig::from_toml(&cfg.to_toml(), "t").unwrap(), cfg);
+        let err = JobConfig::from_toml("[cluster]\nstaleness = -2\n", "t").unwrap_err().to_string();
+        assert!(err.contains("staleness"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! progress and reports. The numerics live in `starling-core`, the parsing in `starling-data`;
 //! this crate only wires them together.
 
+pub mod cluster;
 pub mod config;
 pub mod input;
 pub mod model;
@@ -10,7 +11,9 @@ pub mod predict;
 pub mod progress;
 pub mod quickstart;
 pub mod report;
+pub mod stream;
 pub mod trainer;
+pub mod worker;
 
 pub use config::JobConfig;
 pub use model::Model;

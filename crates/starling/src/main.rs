@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use starling::config::JobConfig;
-use starling::{model_file, predict, quickstart, report, trainer};
+use starling::{cluster, model_file, predict, quickstart, report, trainer};
 use starling_core::{Loss, ModelKind, Optimizer};
 use starling_data::synth::{SynthConfig, SynthFormat};
 use starling_data::{Format, NumericTransform};
@@ -32,6 +32,73 @@ enum Command {
     Gen(GenArgs),
     /// Generate a default data set, train LR and FM on it, save the FM model and predict with it.
     Quickstart(QuickstartArgs),
+    /// Run a job on a local cluster: a coordinator, servers and workers as processes of this host.
+    Launch(LaunchArgs),
+    /// Cluster role: resolve the job, register servers and workers, gate clocks, end the job.
+    Coordinator(CoordinatorArgs),
+    /// Cluster role: hold a share of the model's rows and apply the optimizer to pushed gradients.
+    Server(ServerArgs),
+    /// Cluster role: train on this worker's slice of the input against the servers.
+    Worker(WorkerArgs),
+}
+
+#[derive(Args)]
+struct LaunchArgs {
+    /// Server processes [cluster.servers].
+    #[arg(long)]
+    servers: Option<usize>,
+    /// Worker processes [cluster.workers].
+    #[arg(long)]
+    workers: Option<usize>,
+    #[command(flatten)]
+    job: TrainArgs,
+}
+
+#[derive(Args)]
+struct CoordinatorArgs {
+    /// Address to listen on.
+    #[arg(long, env = "STARLING_BIND", default_value = "0.0.0.0:7070")]
+    bind: String,
+    /// Server processes to wait for [cluster.servers].
+    #[arg(long)]
+    servers: Option<usize>,
+    /// Worker processes to wait for [cluster.workers].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Write the bound address here once listening (for launchers).
+    #[arg(long)]
+    port_file: Option<PathBuf>,
+    /// The job's shared secret (default: $STARLING_TOKEN).
+    #[arg(long)]
+    token: Option<String>,
+    #[command(flatten)]
+    job: TrainArgs,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Coordinator address.
+    #[arg(long, env = "STARLING_COORDINATOR")]
+    coordinator: String,
+    /// Address to listen on for workers.
+    #[arg(long, env = "STARLING_BIND", default_value = "0.0.0.0:7071")]
+    bind: String,
+    /// Address workers should use for this server (a pod IP or DNS name), if not the bound one.
+    #[arg(long, env = "STARLING_ADVERTISE")]
+    advertise: Option<String>,
+    /// The job's shared secret (default: $STARLING_TOKEN).
+    #[arg(long)]
+    token: Option<String>,
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    /// Coordinator address.
+    #[arg(long, env = "STARLING_COORDINATOR")]
+    coordinator: String,
+    /// The job's shared secret (default: $STARLING_TOKEN).
+    #[arg(long)]
+    token: Option<String>,
 }
 
 /// Options of `starling train`; every one also has a key in the TOML job config.
@@ -118,6 +185,21 @@ struct TrainArgs {
     /// Continue training a saved model, with its optimizer state [train.init_model].
     #[arg(long)]
     init_model: Option<PathBuf>,
+    /// Examples per mini-batch; 1 learns online, 0 picks 1 here and 1000 on a cluster [train.batch_size].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Steps a worker may run ahead of the slowest: 0 = BSP, N = SSP, inf = ASP [cluster.staleness].
+    #[arg(long)]
+    staleness: Option<String>,
+    /// Directory of periodic checkpoints of a cluster job [checkpoint.dir].
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Checkpoint every N steps [checkpoint.every_steps].
+    #[arg(long)]
+    checkpoint_every_steps: Option<u64>,
+    /// Checkpoint every S seconds [checkpoint.every_secs].
+    #[arg(long)]
+    checkpoint_every_secs: Option<u64>,
     /// Write a JSON report of the run here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -281,6 +363,21 @@ fn job_from(a: &TrainArgs) -> Result<JobConfig> {
     if a.init_model.is_some() {
         job.train.init_model = a.init_model.clone();
     }
+    if let Some(v) = a.batch_size {
+        job.train.batch_size = v;
+    }
+    if let Some(v) = &a.staleness {
+        job.cluster.staleness = v.parse().map_err(|e| anyhow::anyhow!("--staleness {v}: {e}"))?;
+    }
+    if a.checkpoint_dir.is_some() {
+        job.checkpoint.dir = a.checkpoint_dir.clone();
+    }
+    if let Some(v) = a.checkpoint_every_steps {
+        job.checkpoint.every_steps = v;
+    }
+    if let Some(v) = a.checkpoint_every_secs {
+        job.checkpoint.every_secs = v;
+    }
     job.validate()?;
     Ok(job)
 }
@@ -374,6 +471,88 @@ fn cmd_gen(a: GenArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_launch(a: LaunchArgs) -> Result<()> {
+    let job = job_from(&a.job)?;
+    if a.job.print_config {
+        print!("{}", job.to_toml());
+        return Ok(());
+    }
+    let work_dir = std::env::temp_dir().join(format!("starling-launch-{}", std::process::id()));
+    let opts = cluster::launch::LaunchOptions {
+        servers: a.servers.unwrap_or(job.cluster.servers),
+        workers: a.workers.unwrap_or(job.cluster.workers),
+        job,
+        report: a.job.report.clone(),
+        work_dir: work_dir.clone(),
+    };
+    let result = cluster::launch::run(&opts);
+    let _ = std::fs::remove_dir_all(&work_dir);
+    Ok(result?)
+}
+
+fn cmd_coordinator(a: CoordinatorArgs) -> Result<()> {
+    let job = job_from(&a.job)?;
+    let token = cluster::token(a.token.as_deref())?;
+    let (servers, workers) = (a.servers.unwrap_or(job.cluster.servers), a.workers.unwrap_or(job.cluster.workers));
+    let plan = cluster::plan::Plan::new(job, servers, workers, token)?;
+    let rep = cluster::run_coordinator(plan, &a.bind, a.port_file.as_deref())?;
+    println!(
+        "trained on {} examples by {} workers in {:.2} s ({:.0} examples/s, {}); progressive logloss {:.5}",
+        rep.examples,
+        workers,
+        rep.train_seconds,
+        rep.examples as f64 / rep.train_seconds.max(1e-9),
+        rep.mode,
+        rep.progressive_logloss
+    );
+    let t = &rep.traffic;
+    let secs = rep.train_seconds.max(1e-9);
+    println!(
+        "traffic: pulled {} keys ({:.0} keys/s, {:.1} MB/s), pushed {} keys ({:.0} keys/s, {:.1} MB/s); workers waited {:.2} s on staleness",
+        t.keys_pulled,
+        t.keys_pulled as f64 / secs,
+        t.bytes_pulled as f64 / secs / 1e6,
+        t.keys_pushed,
+        t.keys_pushed as f64 / secs,
+        t.bytes_pushed as f64 / secs / 1e6,
+        t.wait.as_secs_f64()
+    );
+    println!("staleness at step start (steps behind: count): {} (max {})", t.staleness.summary(), t.staleness.max);
+    for (i, s) in rep.servers.iter().enumerate() {
+        println!("server {i}: {} rows, {} keys pulled, {} keys pushed", s.rows, s.keys_pulled, s.keys_pushed);
+    }
+    for l in &rep.lost_workers {
+        println!("lost worker: {l}");
+    }
+    if let Some(t) = &rep.test {
+        let auc = t.auc.map_or("n/a".to_string(), |a| format!("{a:.5}"));
+        println!(
+            "test: {} examples: logloss {:.5}, AUC {auc}, accuracy {:.4}, RMSE {:.5}",
+            t.count, t.logloss, t.accuracy, t.rmse
+        );
+    }
+    for c in &rep.checkpoints {
+        println!("checkpoint: {c}");
+    }
+    if let Some(path) = &a.job.report {
+        report::write(path, &report::job_json(&rep))?;
+    }
+    Ok(())
+}
+
+fn cmd_server(a: ServerArgs) -> Result<()> {
+    let token = cluster::token(a.token.as_deref())?;
+    let opts =
+        cluster::server_role::ServerOptions { coordinator: a.coordinator, bind: a.bind, advertise: a.advertise, token };
+    Ok(cluster::server_role::run(&opts)?)
+}
+
+fn cmd_worker(a: WorkerArgs) -> Result<()> {
+    let token = cluster::token(a.token.as_deref())?;
+    let opts = cluster::worker_role::WorkerOptions { coordinator: a.coordinator, token };
+    Ok(cluster::worker_role::run(&opts)?)
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -382,9 +561,21 @@ fn main() {
         Command::Eval(a) => cmd_eval(a),
         Command::Gen(a) => cmd_gen(a),
         Command::Quickstart(a) => quickstart::run(&a.dir, a.rows).map_err(Into::into),
+        Command::Launch(a) => cmd_launch(a),
+        Command::Coordinator(a) => cmd_coordinator(a),
+        Command::Server(a) => cmd_server(a),
+        Command::Worker(a) => cmd_worker(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        // Print the chain of causes, skipping a cause its parent's message already quotes.
+        let mut msg = e.to_string();
+        for cause in e.chain().skip(1) {
+            let c = cause.to_string();
+            if !msg.contains(&c) {
+                msg = format!("{msg}: {c}");
+            }
+        }
+        eprintln!("error: {msg}");
         std::process::exit(1);
     }
 }

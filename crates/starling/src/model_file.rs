@@ -143,6 +143,9 @@ pub fn save(model: &Model, path: &Path) -> Result<(), ModelFileError> {
 
 /// Loads a model saved by [`save`], refusing damaged, truncated or foreign files.
 pub fn load(path: &Path) -> Result<Model, ModelFileError> {
+    if path.is_dir() {
+        return load_checkpoint(path);
+    }
     let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };
     let invalid = |message: String| ModelFileError::Invalid { path: path.to_path_buf(), message };
     let file = File::open(path).map_err(io)?;
@@ -214,4 +217,31 @@ pub fn load(path: &Path) -> Result<Model, ModelFileError> {
         return Err(invalid("checksum mismatch: the file is corrupt".into()));
     }
     Ok(Model { job: header.job, learner, table, passes_done: header.passes_done, examples_seen: header.examples_seen })
+}
+
+/// Loads a distributed checkpoint (a directory with a manifest and one shard file per server) as a
+/// single-machine model: every server's rows in one in-memory table.
+fn load_checkpoint(dir: &Path) -> Result<Model, ModelFileError> {
+    let invalid = |message: String| ModelFileError::Invalid { path: dir.to_path_buf(), message };
+    let manifest = starling_ps::read_manifest(dir).map_err(|e| invalid(e.to_string()))?;
+    let job = crate::config::JobConfig::from_toml(&manifest.job, "the checkpoint's job")
+        .map_err(|e| invalid(e.to_string()))?;
+    let Some(spec) = manifest.tables.first() else { return Err(invalid("the checkpoint has no tables".into())) };
+    let starling_ps::Init::Model(model_spec) = &spec.init else {
+        return Err(invalid(format!("table {:?} is not a model's sparse table", spec.name)));
+    };
+    let learner = starling_core::Learner::new(model_spec.clone(), spec.optimizer, job.model.loss)
+        .map_err(|e| invalid(e.to_string()))?;
+    let table = crate::model::ModelTable::new(&learner, job.features.hash_bits).map_err(|e| invalid(e.to_string()))?;
+    let t = table.as_dyn();
+    if t.row_len() != spec.row_len() {
+        return Err(invalid(format!("rows of {} floats, the model needs {}", spec.row_len(), t.row_len())));
+    }
+    starling_ps::load_rows(dir, &manifest, &mut |table_id, key, row| {
+        if table_id == 0 {
+            t.write(key, row);
+        }
+    })
+    .map_err(|e| invalid(e.to_string()))?;
+    Ok(Model { job, learner, table, passes_done: manifest.passes_done, examples_seen: manifest.examples_seen })
 }

@@ -81,6 +81,12 @@ impl Progress {
         }
     }
 
+    /// Examples and summed loss recorded so far.
+    pub fn totals(&self) -> (u64, f64) {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (s.examples, s.loss_sum)
+    }
+
     /// Prints a line without tearing the bar.
     pub fn println(&self, line: &str) {
         if self.quiet {

@@ -49,3 +49,82 @@ pub fn train_json(r: &crate::trainer::TrainReport) -> String {
 pub fn write(path: &Path, json: &str) -> std::io::Result<()> {
     std::fs::write(path, json).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
+
+/// JSON string literal.
+fn string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn list<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
+    format!("[{}]", items.iter().map(f).collect::<Vec<_>>().join(", "))
+}
+
+/// The report of a cluster job, as the coordinator saw it.
+pub fn job_json(r: &crate::cluster::coordinator::JobReport) -> String {
+    let t = &r.traffic;
+    let secs = r.train_seconds.max(1e-9);
+    let mut out = String::from("{");
+    let _ = write!(
+        out,
+        "\"mode\": {}, \"train_examples\": {}, \"train_seconds\": {}, \"examples_per_s\": {}, \"progressive_logloss\": {}",
+        string(&r.mode),
+        r.examples,
+        num(r.train_seconds),
+        num(r.examples as f64 / secs),
+        num(r.progressive_logloss)
+    );
+    if let Some(m) = &r.test {
+        let _ = write!(
+            out,
+            ", \"test\": {{\"count\": {}, \"logloss\": {}, \"auc\": {}, \"rmse\": {}, \"accuracy\": {}}}",
+            m.count,
+            num(m.logloss),
+            m.auc.map_or("null".into(), num),
+            num(m.rmse),
+            num(m.accuracy)
+        );
+    }
+    let _ = write!(
+        out,
+        ", \"traffic\": {{\"keys_pulled\": {}, \"bytes_pulled\": {}, \"keys_pushed\": {}, \"bytes_pushed\": {}, \"keys_pulled_per_s\": {}, \"keys_pushed_per_s\": {}, \"wait_seconds\": {}, \"steps\": {}}}",
+        t.keys_pulled,
+        t.bytes_pulled,
+        t.keys_pushed,
+        t.bytes_pushed,
+        num(t.keys_pulled as f64 / secs),
+        num(t.keys_pushed as f64 / secs),
+        num(t.wait.as_secs_f64()),
+        t.steps
+    );
+    let _ = write!(
+        out,
+        ", \"staleness\": {{\"counts\": {}, \"max\": {}}}, \"granted_staleness\": {{\"counts\": {}, \"max\": {}}}",
+        list(&t.staleness.counts, |c| c.to_string()),
+        t.staleness.max,
+        list(&r.granted_staleness.counts, |c| c.to_string()),
+        r.granted_staleness.max
+    );
+    let _ = write!(
+        out,
+        ", \"servers\": {}, \"lost_workers\": {}, \"checkpoints\": {}}}\n",
+        list(&r.servers, |s| format!(
+            "{{\"rows\": {}, \"pulls\": {}, \"keys_pulled\": {}, \"pushes\": {}, \"keys_pushed\": {}}}",
+            s.rows, s.pulls, s.keys_pulled, s.pushes, s.keys_pushed
+        )),
+        list(&r.lost_workers, |s| string(s)),
+        list(&r.checkpoints, |s| string(s))
+    );
+    out
+}

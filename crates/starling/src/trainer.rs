@@ -1,19 +1,23 @@
 //! Training on one machine: Hogwild-style threads, each streaming its own slice of the input into
 //! one shared table, pass after pass, with progressive validation and a holdout at the end.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use starling_core::metrics::{Metrics, Summary};
 use starling_core::rng::Rng;
-use starling_core::{Example, ExampleBuf, LearnScratch, Learner, Table};
+use starling_core::{Example, LearnScratch, Learner, Table};
 use starling_data::DataError;
+use starling_ps::{LocalClient, LocalClocks, LocalCluster, ParamClient, TableSpec};
 
 use crate::config::{ConfigError, JobConfig};
 use crate::input::{InputError, Inputs, Reader};
 use crate::model::{Model, ModelTable};
 use crate::model_file::{self, ModelFileError};
 use crate::progress::Progress;
+use crate::stream::{for_each_example, shuffle_for};
 use crate::with_table;
+use crate::worker::{Position, StepBuffers, Worker, WorkerError, WEIGHTS};
 
 /// Examples between progress updates of one thread (keeps the shared lock off the hot path).
 const PROGRESS_EVERY: u64 = 16_384;
@@ -33,6 +37,9 @@ pub enum TrainError {
     /// `--init-model` is a different model from the one the job describes.
     #[error("cannot resume from {path}: {message}")]
     Incompatible { path: String, message: String },
+    /// The in-process parameter server refused a request (a bug if it happens).
+    #[error(transparent)]
+    Ps(#[from] starling_ps::PsError),
     /// Training produced non-finite weights (learning rate too high?).
     #[error("training diverged in pass {pass}: the running loss is {loss}; lower the learning rate")]
     Diverged { pass: u32, loss: f64 },
@@ -79,10 +86,14 @@ pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), Train
 
     let mut report = TrainReport::default();
     let start = Instant::now();
+    let mut batched = (job.batch_size(false) > 1).then(|| Batched::new(&model, &job));
     for p in 0..job.train.passes {
         let pass = model.passes_done + 1;
         let progress = Progress::new(format!("pass {pass}"), quiet);
-        let metrics = with_table!(&model.table, |t| run_pass(&model.learner, t, &job, &train_inputs, pass, &progress))?;
+        let metrics = match &mut batched {
+            Some(b) => b.pass(&model, &job, &train_inputs, pass, &progress)?,
+            None => with_table!(&model.table, |t| run_pass(&model.learner, t, &job, &train_inputs, pass, &progress))?,
+        };
         progress.finish();
         let s = metrics.summary();
         if !s.logloss.is_finite() {
@@ -93,6 +104,11 @@ pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), Train
         report.train_examples += s.count;
         report.progressive = s;
         progress.println(&format!("[pass {pass}] {} examples, progressive logloss {:.5}", s.count, s.logloss));
+        if let Some(b) = &batched {
+            if p + 1 == job.train.passes || job.train.eval_each_pass {
+                b.copy_to(&model.table);
+            }
+        }
         if job.train.eval_each_pass && p + 1 < job.train.passes {
             if let Some(test) = &test_inputs {
                 let t = evaluate_inputs(&model, test, job.train.threads, quiet)?;
@@ -128,13 +144,75 @@ fn run_pass<T: Table>(
     let threads = job.train.threads;
     on_threads(threads, false, |rank| {
         let mut reader = inputs.reader(rank, threads);
-        let shuffle = job.train.shuffle.then(|| {
-            // One stream per (seed, pass, thread): resuming at pass p replays pass p exactly.
-            let seed = job.train.seed ^ (u64::from(pass) << 32) ^ rank as u64;
-            (job.train.shuffle_window, Rng::new(seed))
-        });
-        Ok(learn_stream(learner, table, &mut reader, shuffle, progress)?)
+        Ok(learn_stream(learner, table, &mut reader, shuffle_for(job, pass, rank), progress)?)
     })
+}
+
+/// Mini-batch training in one process: `threads` workers over an in-process parameter server,
+/// the same worker loop a cluster runs, gated by `cluster.staleness`.
+struct Batched {
+    cluster: Arc<LocalCluster>,
+    clients: Vec<(LocalClient, Position, StepBuffers)>,
+}
+
+impl Batched {
+    /// An in-process server holding `model`'s rows (non-empty when resuming).
+    fn new(model: &Model, job: &JobConfig) -> Self {
+        let threads = job.train.threads;
+        let spec = TableSpec::for_model("weights", &model.learner.model, &model.learner.optimizer);
+        let cluster = LocalCluster::new(vec![spec], 1, LocalClocks::new(threads, job.cluster.staleness, 0));
+        let store = &cluster.servers()[0].tables()[WEIGHTS as usize];
+        model.table.as_dyn().for_each_row(&mut |key, row| store.write(key, row));
+        let clients =
+            (0..threads).map(|r| (cluster.client(r, 0), Position::default(), StepBuffers::default())).collect();
+        Batched { cluster, clients }
+    }
+
+    /// One pass of every worker thread.
+    fn pass(
+        &mut self,
+        model: &Model,
+        job: &JobConfig,
+        inputs: &Inputs,
+        pass: u32,
+        progress: &Progress,
+    ) -> Result<Metrics, TrainError> {
+        let world = self.clients.len();
+        let worker =
+            |rank| Worker { job, learner: &model.learner, inputs, rank, world, batch_size: job.batch_size(false) };
+        let results: Vec<Result<Metrics, WorkerError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .clients
+                .iter_mut()
+                .enumerate()
+                .map(|(rank, (client, pos, bufs))| {
+                    s.spawn(move || {
+                        client.rejoin();
+                        let r = worker(rank).pass(pass, client, pos, bufs, progress);
+                        // A thread whose pass ended (or failed) must not hold the others at a barrier.
+                        client.finish()?;
+                        r
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a worker thread panicked")).collect()
+        });
+        let mut total = Metrics::new(false);
+        for r in results {
+            total.merge(&r.map_err(|e| match e {
+                WorkerError::Input(e) => TrainError::Input(e),
+                WorkerError::Diverged { loss, .. } => TrainError::Diverged { pass, loss },
+                WorkerError::Ps(e) => TrainError::Ps(e),
+            })?);
+        }
+        Ok(total)
+    }
+
+    /// Copies the server's rows into the model's table (for evaluation and saving).
+    fn copy_to(&self, table: &ModelTable) {
+        let t = table.as_dyn();
+        self.cluster.servers()[0].tables()[WEIGHTS as usize].for_each_row(&mut |key, row| t.write(key, row));
+    }
 }
 
 /// Runs `work(rank)` on `threads` scoped threads and merges the metrics they return.
@@ -165,54 +243,20 @@ fn learn_stream<T: Table>(
 ) -> Result<Metrics, DataError> {
     let mut metrics = Metrics::new(false);
     let mut scratch = LearnScratch::default();
-    let mut ex = Example::default();
     let mut reported = (0u64, 0f64);
-    let mut step = |ex: &Example, metrics: &mut Metrics| {
+    for_each_example(reader, shuffle, |ex: &Example, next: Option<&Example>| -> Result<(), DataError> {
+        // Start the next example's cache misses before learning this one, so they overlap.
+        if let Some(next) = next {
+            learner.prefetch(table, next);
+        }
         let score = learner.learn(table, ex, &mut scratch);
         metrics.add(learner.loss.predict(score), ex.label, ex.weight);
         if metrics.count() - reported.0 >= PROGRESS_EVERY {
             progress.add(metrics.count() - reported.0, metrics.loss_sum() - reported.1);
             reported = (metrics.count(), metrics.loss_sum());
         }
-    };
-    match shuffle {
-        None => {
-            // Parse the next example before learning this one, so its rows can be prefetched and
-            // their memory latency overlaps this example's work.
-            let mut next = Example::default();
-            let mut more = reader.next(&mut ex)?;
-            while more {
-                more = reader.next(&mut next)?;
-                if more {
-                    learner.prefetch(table, &next);
-                }
-                step(&ex, &mut metrics);
-                std::mem::swap(&mut ex, &mut next);
-            }
-        }
-        Some((window, mut rng)) => {
-            let mut buf = ExampleBuf::new();
-            let mut order: Vec<u32> = Vec::with_capacity(window);
-            let mut more = true;
-            while more {
-                buf.clear();
-                while buf.len() < window {
-                    if !reader.next(&mut ex)? {
-                        more = false;
-                        break;
-                    }
-                    buf.push(&ex);
-                }
-                order.clear();
-                order.extend(0..buf.len() as u32);
-                rng.shuffle(&mut order);
-                for &i in &order {
-                    buf.get_into(i as usize, &mut ex);
-                    step(&ex, &mut metrics);
-                }
-            }
-        }
-    }
+        Ok(())
+    })?;
     progress.add(metrics.count() - reported.0, metrics.loss_sum() - reported.1);
     Ok(metrics)
 }

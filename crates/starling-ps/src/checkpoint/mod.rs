@@ -1,0 +1,228 @@
+//! Checkpoints (ARCHITECTURE decision 8): a directory with one shard file per server and a
+//! `manifest.toml` written last.
+//!
+//! Every file is written under a temporary name in the same directory, fsynced, renamed, and the
+//! directory fsynced, so a crash leaves either the complete file under its final name or nothing.
+//! The coordinator writes the manifest only after every server has reported its file: no
+//! manifest, no checkpoint. Readers check each shard file's size and CRC32 against the manifest.
+//!
+//! Loading reads every file twice: a first pass checks structure and checksum without touching
+//! any table, a second applies the rows. A damaged file is therefore refused before a single row
+//! lands, at the cost of reading the data twice (sequentially; the second read usually comes from
+//! the page cache). Loading into a different number of servers works because rows are grouped by
+//! virtual shard and each server keeps only the virtual shards it owns.
+
+mod manifest;
+mod shard_file;
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub use manifest::{read_manifest, write_manifest, Manifest, MANIFEST_FILE, MANIFEST_VERSION};
+pub use shard_file::{shard_file_name, write_shard_file, ShardFileInfo, SHARD_FORMAT_VERSION};
+
+use crate::error::PsError;
+use crate::server::Server;
+use crate::table::TableSpec;
+use starling_core::Table;
+
+/// A checkpoint format error about `path`.
+fn invalid(path: &Path, message: String) -> PsError {
+    PsError::Checkpoint { path: path.to_path_buf(), message }
+}
+
+/// Temporary name of `name` while it is written: hidden, and unique per process so servers
+/// sharing a directory never write the same temporary file.
+fn temp_name(name: &str) -> String {
+    format!(".{name}.tmp-{}", std::process::id())
+}
+
+/// Makes a rename in `dir` durable; without it a crash can forget the rename.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    if cfg!(unix) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Writes `dir/name` atomically from what `body` writes; returns the file size. On any failure
+/// the temporary file is removed and nothing exists under `name` that was not there before.
+fn write_atomic(
+    dir: &Path,
+    name: &str,
+    body: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<u64, PsError> {
+    let path = dir.join(name);
+    let tmp = dir.join(temp_name(name));
+    let result = (|| -> std::io::Result<u64> {
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        body(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        let len = file.metadata()?.len();
+        drop(file);
+        std::fs::rename(&tmp, &path)?;
+        sync_dir(dir)?;
+        Ok(len)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| PsError::io(format!("writing {}", path.display()), e))
+}
+
+/// Checks every shard file of `manifest` (size, checksum, structure) without using its rows.
+fn verify_all(dir: &Path, manifest: &Manifest) -> Result<(), PsError> {
+    manifest.files.iter().try_for_each(|info| shard_file::read_shard_file(dir, info, &manifest.tables, None))
+}
+
+/// Refuses to load rows into tables of another shape: same count, names, dim and row length.
+fn check_tables(dir: &Path, manifest: &Manifest, job: &[TableSpec]) -> Result<(), PsError> {
+    if job.len() != manifest.tables.len() {
+        return Err(invalid(
+            dir,
+            format!("the checkpoint has {} tables but this job has {}", manifest.tables.len(), job.len()),
+        ));
+    }
+    for (i, (c, j)) in manifest.tables.iter().zip(job).enumerate() {
+        if c.name != j.name || c.dim != j.dim || c.row_len() != j.row_len() {
+            return Err(invalid(
+                dir,
+                format!(
+                    "table {i} is {:?} (dim {}, row_len {}) in the checkpoint but {:?} (dim {}, row_len {}) in this job",
+                    c.name,
+                    c.dim,
+                    c.row_len(),
+                    j.name,
+                    j.dim,
+                    j.row_len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Loads the rows of the checkpoint in `dir` that `server` owns, from every shard file (so any
+/// number of servers can load a checkpoint written by any other number); returns rows loaded.
+///
+/// Every file is verified before any row is written, so a damaged checkpoint leaves `server`
+/// untouched; only a file replaced between the two passes can still fail midway (and is reported).
+pub fn load_into(dir: &Path, manifest: &Manifest, server: &Server) -> Result<u64, PsError> {
+    let specs: Vec<TableSpec> = server.tables().iter().map(|s| s.spec().clone()).collect();
+    check_tables(dir, manifest, &specs)?;
+    verify_all(dir, manifest)?;
+    let mut loaded = 0u64;
+    let stores = server.tables();
+    for info in &manifest.files {
+        shard_file::read_shard_file(
+            dir,
+            info,
+            &manifest.tables,
+            Some(&mut |t, v, key, row| {
+                let store = &stores[t as usize];
+                if store.owns_vshard(v) {
+                    store.write(key, row);
+                    loaded += 1;
+                }
+            }),
+        )?;
+    }
+    Ok(loaded)
+}
+
+/// Calls `f(table, key, row)` on every row of every shard file of the checkpoint in `dir`, once
+/// each, after verifying all of them; for loading a checkpoint into one in-memory table.
+pub fn load_rows(dir: &Path, manifest: &Manifest, f: &mut dyn FnMut(u32, u64, &[f32])) -> Result<(), PsError> {
+    verify_all(dir, manifest)?;
+    for info in &manifest.files {
+        shard_file::read_shard_file(dir, info, &manifest.tables, Some(&mut |t, _, key, row| f(t, key, row)))?;
+    }
+    Ok(())
+}
+
+/// Directory of the checkpoint taken at `step` under `root`.
+pub fn step_dir(root: &Path, step: u64) -> PathBuf {
+    root.join(format!("step-{step:010}"))
+}
+
+/// Creates the directory for the checkpoint at `step` and makes its entry in `root` durable, so
+/// the manifest later written into it cannot outlive a crash while the directory does not.
+pub fn create_step_dir(root: &Path, step: u64) -> Result<PathBuf, PsError> {
+    let dir = step_dir(root, step);
+    std::fs::create_dir_all(&dir).map_err(|e| PsError::io(format!("creating {}", dir.display()), e))?;
+    sync_dir(root).map_err(|e| PsError::io(format!("syncing {}", root.display()), e))?;
+    Ok(dir)
+}
+
+/// The `step-N` subdirectories of `root`, by increasing step; other entries are not ours.
+fn step_dirs(root: &Path) -> Result<Vec<(u64, PathBuf)>, PsError> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(PsError::io(format!("listing {}", root.display()), e)),
+    };
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| PsError::io(format!("listing {}", root.display()), e))?;
+        let name = entry.file_name();
+        let Some(step) = name.to_str().and_then(|n| n.strip_prefix("step-")) else { continue };
+        if step.is_empty() || !step.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let (Ok(step), true) = (step.parse::<u64>(), entry.path().is_dir()) else { continue };
+        dirs.push((step, entry.path()));
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The newest complete checkpoint: `root` itself when it holds a manifest, else the `step-N`
+/// subdirectory with the highest step whose manifest reads and validates. Directories without
+/// one (a checkpoint cut short) are skipped; shard files are checked only when loaded.
+pub fn latest(root: &Path) -> Result<Option<(PathBuf, Manifest)>, PsError> {
+    if root.join(MANIFEST_FILE).exists() {
+        // Pointed straight at a checkpoint: a bad manifest there is an error, not something to skip.
+        return read_manifest(root).map(|m| Some((root.to_path_buf(), m)));
+    }
+    for (_, dir) in step_dirs(root)?.into_iter().rev() {
+        if let Ok(m) = read_manifest(&dir) {
+            return Ok(Some((dir, m)));
+        }
+    }
+    Ok(None)
+}
+
+/// Deletes all but the newest `keep` complete checkpoints under `root` (at least the newest is
+/// always kept), and incomplete step directories older than the newest complete one (newer ones
+/// may still be being written). Returns the directories removed.
+pub fn prune(root: &Path, keep: usize) -> Result<Vec<PathBuf>, PsError> {
+    let dirs = step_dirs(root)?;
+    let complete: Vec<bool> = dirs.iter().map(|(_, d)| read_manifest(d).is_ok()).collect();
+    let Some(newest) = complete.iter().rposition(|&c| c) else { return Ok(Vec::new()) };
+    let mut kept = 0;
+    let mut removed = Vec::new();
+    for (i, (_, dir)) in dirs.iter().enumerate().rev() {
+        let remove = if complete[i] {
+            kept += 1;
+            kept > keep.max(1)
+        } else {
+            i < newest
+        };
+        if remove {
+            // Manifest first: a crash midway leaves an incomplete directory, never a manifest
+            // that lists deleted files.
+            let manifest = dir.join(MANIFEST_FILE);
+            if complete[i] {
+                std::fs::remove_file(&manifest)
+                    .map_err(|e| PsError::io(format!("removing {}", manifest.display()), e))?;
+            }
+            std::fs::remove_dir_all(dir).map_err(|e| PsError::io(format!("removing {}", dir.display()), e))?;
+            removed.push(dir.clone());
+        }
+    }
+    Ok(removed)
+}

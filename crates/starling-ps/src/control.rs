@@ -1,0 +1,215 @@
+//! Coordinator traffic: registration, clocks, heartbeats, checkpoints and end of job, as
+//! JSON bodies (self-describing, so tagged enums such as the optimizer travel as they are) of [`Kind::Control`](crate::frame::Kind::Control) frames.
+
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::ShardFileInfo;
+use crate::client::ClientStats;
+use crate::frame::{self, FrameError, Kind, ReadError};
+use crate::server::StatsSnapshot;
+use crate::shard::ShardMap;
+use crate::table::TableSpec;
+
+/// Bound on control frames: they carry a job config and a shard map, never model rows.
+pub const MAX_CONTROL_FRAME: usize = 16 << 20;
+
+/// Messages to the coordinator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ToCoordinator {
+    /// A server listening for workers at `addr`.
+    RegisterServer {
+        /// Address workers connect to.
+        addr: String,
+    },
+    /// The server has loaded its rows and serves.
+    ServerReady {
+        /// Rows loaded from a checkpoint.
+        rows_loaded: u64,
+    },
+    /// A worker asking for its rank.
+    RegisterWorker {
+        /// Host name, for logs.
+        host: String,
+    },
+    /// Still alive; workers add their running totals for the job's progress view.
+    Heartbeat {
+        /// A worker's progress so far; `None` from servers.
+        progress: Option<WorkerProgress>,
+    },
+    /// The worker finished step `clock - 1`; answered by [`FromCoordinator::Go`] once step `clock` may start.
+    Clock {
+        /// The worker's new clock.
+        clock: u64,
+    },
+    /// The worker has no more data; answered by [`FromCoordinator::AllDone`] once every worker is done.
+    Done {
+        /// Its final clock.
+        clock: u64,
+        /// Its final progress.
+        progress: WorkerProgress,
+        /// Progressive metrics of its last pass: examples and summed loss.
+        last_pass: (u64, f64),
+    },
+    /// Rank 0's holdout metrics.
+    Evaluated {
+        /// Metrics, when the job has test data.
+        test: Option<TestMetrics>,
+    },
+    /// A server wrote its shard file of the requested checkpoint.
+    CheckpointWritten {
+        /// What it wrote.
+        info: ShardFileInfo,
+    },
+    /// A server's load, sent with its last checkpoint.
+    Load {
+        /// Traffic served.
+        stats: StatsSnapshot,
+    },
+    /// The sender hit an error it cannot recover from.
+    Failed {
+        /// What happened.
+        message: String,
+    },
+}
+
+/// A worker's running totals.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerProgress {
+    /// Examples learned so far.
+    pub examples: u64,
+    /// Their summed loss.
+    pub loss_sum: f64,
+    /// Traffic, waits and staleness.
+    pub stats: ClientStats,
+}
+
+/// Holdout metrics as they travel.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestMetrics {
+    /// Examples scored.
+    pub count: u64,
+    /// Mean log loss.
+    pub logloss: f64,
+    /// Area under the ROC curve.
+    pub auc: Option<f64>,
+    /// Accuracy at 0.5.
+    pub accuracy: f64,
+    /// Root mean squared error.
+    pub rmse: f64,
+}
+
+/// Messages from the coordinator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FromCoordinator {
+    /// A server's share: its id, the tables, the virtual shards it owns, and a checkpoint to load.
+    ServerAssignment {
+        /// Server index.
+        id: usize,
+        /// The job's tables.
+        tables: Vec<TableSpec>,
+        /// Virtual shards it owns.
+        owned: Vec<u32>,
+        /// Checkpoint directory to load its rows from.
+        resume_from: Option<String>,
+        /// Largest request frame accepted, in bytes.
+        max_frame: usize,
+        /// Network threads.
+        threads: usize,
+        /// Heartbeat period in milliseconds.
+        heartbeat_ms: u64,
+    },
+    /// A worker's share.
+    WorkerAssignment {
+        /// Its rank.
+        rank: usize,
+        /// Number of workers.
+        world: usize,
+        /// The job config as TOML, features resolved.
+        job: String,
+        /// Server addresses, by server index.
+        servers: Vec<String>,
+        /// Virtual shard owners.
+        map: ShardMap,
+        /// The job's tables.
+        tables: Vec<TableSpec>,
+        /// Steps it already did in the checkpoint being resumed (0 for a fresh job).
+        start_clock: u64,
+    },
+    /// The requested step may start.
+    Go {
+        /// Steps the slowest active worker is behind.
+        staleness: u64,
+    },
+    /// Every worker is done.
+    AllDone,
+    /// Write this server's shard file into `dir`.
+    WriteCheckpoint {
+        /// Checkpoint directory.
+        dir: String,
+    },
+    /// The job is over: exit cleanly.
+    Shutdown,
+    /// The job failed: exit with this reason.
+    Abort {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Encodes a control message as a whole frame.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let body = serde_json::to_vec(msg).expect("control messages always serialise");
+    let mut out = Vec::with_capacity(body.len() + frame::HEADER_LEN);
+    frame::write_frame(&mut out, Kind::Control, 0, 0, &body);
+    out
+}
+
+/// Writes a control message.
+pub fn send<W: Write, T: Serialize>(w: &mut W, msg: &T) -> std::io::Result<()> {
+    w.write_all(&encode(msg))?;
+    w.flush()
+}
+
+/// Reads the next control message (an Error frame becomes a [`FrameError::Control`] with its text).
+pub fn recv<R: Read, T: for<'de> Deserialize<'de>>(r: &mut R, buf: &mut Vec<u8>) -> Result<T, ReadError> {
+    let h = frame::read_frame(r, MAX_CONTROL_FRAME, buf)?;
+    match h.kind {
+        Kind::Control => serde_json::from_slice(buf).map_err(|e| FrameError::Control(e.to_string()).into()),
+        Kind::Error => Err(FrameError::Control(frame::decode_text(buf)).into()),
+        got => Err(FrameError::Unexpected { got, expected: "a control message" }.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let msgs = vec![
+            ToCoordinator::Clock { clock: 7 },
+            ToCoordinator::RegisterServer { addr: "127.0.0.1:9".into() },
+            ToCoordinator::Failed { message: "disk full".into() },
+        ];
+        let mut wire = Vec::new();
+        for m in &msgs {
+            send(&mut wire, m).unwrap();
+        }
+        let mut r = &wire[..];
+        let mut buf = Vec::new();
+        for m in &msgs {
+            let got: ToCoordinator = recv(&mut r, &mut buf).unwrap();
+            assert_eq!(&got, m);
+        }
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let mut wire = Vec::new();
+        frame::write_frame(&mut wire, Kind::Control, 0, 0, b"{nope");
+        let err = recv::<_, FromCoordinator>(&mut &wire[..], &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("malformed control message"), "{err}");
+    }
+}

@@ -1,0 +1,288 @@
+//! The server half of the TCP transport: a tokio runtime of its own that accepts connections and
+//! answers each one's frames by calling [`Server::pull`] and [`Server::push`].
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use crate::error::PsError;
+use crate::frame::{self, FrameError, Header, Hello, Kind, DEFAULT_MAX_FRAME, FLAG_F16, HEADER_LEN};
+use crate::server::Server;
+
+/// How a server's TCP endpoint behaves.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Shared secret every connection must present in its Hello.
+    pub token: Vec<u8>,
+    /// Bound on a request's payload, checked before anything is allocated for it.
+    pub max_frame: usize,
+    /// Runtime worker threads (at least one is used).
+    pub threads: usize,
+}
+
+impl ServeConfig {
+    /// A config accepting `token`, with the default frame bound and two threads.
+    pub fn new(token: impl Into<Vec<u8>>) -> Self {
+        ServeConfig { token: token.into(), max_frame: DEFAULT_MAX_FRAME, threads: 2 }
+    }
+}
+
+/// A running TCP endpoint of one server; dropping it stops the endpoint like [`Self::shutdown`].
+pub struct TcpServerHandle {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TcpServerHandle {
+    /// Address the endpoint listens on (useful after binding port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, closes every open connection and returns once the runtime is gone.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            // An Err means the accept loop already ended; joining below is all that is left.
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                eprintln!("server endpoint {}: its accept thread panicked", self.addr);
+            }
+        }
+    }
+}
+
+impl Drop for TcpServerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Serves `server` on `listener` from a runtime of `cfg.threads` threads; returns at once.
+pub fn serve(
+    listener: std::net::TcpListener,
+    server: Arc<Server>,
+    cfg: ServeConfig,
+) -> Result<TcpServerHandle, PsError> {
+    let id = server.id();
+    let ctx = |what: &str| format!("server {id}: {what}");
+    let addr = listener.local_addr().map_err(|e| PsError::io(ctx("reading the listener's address"), e))?;
+    listener.set_nonblocking(true).map_err(|e| PsError::io(ctx("making the listener non-blocking"), e))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.threads.max(1))
+        .thread_name(format!("ps-server-{id}"))
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| PsError::io(ctx("starting its runtime"), e))?;
+    let listener = {
+        let _in_runtime = rt.enter();
+        TcpListener::from_std(listener).map_err(|e| PsError::io(ctx(&format!("listening on {addr}")), e))?
+    };
+    let (tx, rx) = oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("ps-server-{id}-accept"))
+        .spawn(move || {
+            rt.block_on(accept(listener, server, Arc::new(cfg), rx));
+            // Dropping the runtime drops every connection task and so closes its socket: clients
+            // of a stopped server see it gone instead of waiting forever.
+            drop(rt);
+        })
+        .map_err(|e| PsError::io(ctx("starting its accept thread"), e))?;
+    Ok(TcpServerHandle { addr, stop: Some(tx), thread: Some(thread) })
+}
+
+/// Accepts connections until `stop` fires or its sender is dropped.
+async fn accept(listener: TcpListener, server: Arc<Server>, cfg: Arc<ServeConfig>, mut stop: oneshot::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(connection(stream, peer, Arc::clone(&server), Arc::clone(&cfg)));
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: keep serving the open connections, and
+                    // pause so a persistent failure does not spin.
+                    eprintln!("server {}: accepting a connection failed: {e}", server.id());
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Why a connection ended before its peer closed it.
+#[derive(Debug, thiserror::Error)]
+enum Close {
+    /// The peer broke the protocol; it is told why before the connection closes.
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    /// The stream ended inside a frame.
+    #[error("truncated frame: the connection ended inside {0}")]
+    Truncated(String),
+    /// The socket failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Maps end-of-stream inside a frame to [`Close::Truncated`].
+fn eof_inside(e: std::io::Error, what: impl FnOnce() -> String) -> Close {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        Close::Truncated(what())
+    } else {
+        Close::Io(e)
+    }
+}
+
+/// Serves one connection and logs why it ended, if it ended badly.
+async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<Server>, cfg: Arc<ServeConfig>) {
+    let mut conn = Conn {
+        stream,
+        server: &server,
+        cfg: &cfg,
+        id: 0,
+        role: String::new(),
+        payload: Vec::new(),
+        keys: Vec::new(),
+        values: Vec::new(),
+        reply: Vec::new(),
+    };
+    let Err(reason) = conn.run().await else { return };
+    if !matches!(reason, Close::Io(_)) {
+        // Best effort: the peer may be gone already, and the connection closes either way.
+        let _ = conn.send_error(conn.id, &reason.to_string()).await;
+        let _ = conn.stream.shutdown().await;
+    }
+    // The role is the peer's own text: escape it so it cannot forge log lines.
+    let role: String = conn.role.chars().take(64).flat_map(char::escape_debug).collect();
+    let role = if role.is_empty() { String::new() } else { format!(" ({role})") };
+    eprintln!("server {}: closed the connection from {peer}{role}: {reason}", server.id());
+}
+
+/// One connection's state: buffers reused across its requests.
+struct Conn<'a> {
+    stream: TcpStream,
+    server: &'a Server,
+    cfg: &'a ServeConfig,
+    /// Id of the frame being served, echoed by its reply.
+    id: u32,
+    /// Who the peer said it is.
+    role: String,
+    payload: Vec<u8>,
+    keys: Vec<u64>,
+    values: Vec<f32>,
+    /// A whole reply frame, so each reply is one write.
+    reply: Vec<u8>,
+}
+
+impl Conn<'_> {
+    /// Authenticates the peer, then answers requests until it closes.
+    async fn run(&mut self) -> Result<(), Close> {
+        self.stream.set_nodelay(true)?;
+        let Some(h) = self.read_frame().await? else { return Ok(()) };
+        if h.kind != Kind::Hello {
+            return Err(FrameError::Unexpected { got: h.kind, expected: "Hello (authenticate first)" }.into());
+        }
+        let hello = Hello::decode(&self.payload)?;
+        self.role = hello.role.clone();
+        hello.check(&self.cfg.token)?;
+        self.send_empty(Kind::Ack, h.id).await?;
+        while let Some(h) = self.read_frame().await? {
+            match h.kind {
+                Kind::Pull => self.pull(h).await?,
+                Kind::Push => self.push(h).await?,
+                got => return Err(FrameError::Unexpected { got, expected: "Pull or Push" }.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one frame into `payload`; `None` when the peer closed between frames.
+    async fn read_frame(&mut self) -> Result<Option<Header>, Close> {
+        self.id = 0;
+        let mut h = [0u8; HEADER_LEN];
+        // A peer that closes before a frame's first byte is done, not truncated.
+        let n = self.stream.read(&mut h).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.stream.read_exact(&mut h[n..]).await.map_err(|e| eof_inside(e, || "a frame header".into()))?;
+        let header = frame::decode_header(&h, self.cfg.max_frame)?;
+        self.id = header.id;
+        self.payload.clear();
+        self.payload.resize(header.len, 0);
+        let len = header.len;
+        self.stream
+            .read_exact(&mut self.payload)
+            .await
+            .map_err(|e| eof_inside(e, || format!("a {len}-byte payload")))?;
+        Ok(Some(header))
+    }
+
+    /// Answers a Pull with the rows' weights, encoded as the request asks.
+    async fn pull(&mut self, h: Header) -> Result<(), Close> {
+        let table = frame::decode_pull(&self.payload, &mut self.keys)?;
+        let dim = match self.server.table(table) {
+            Ok(store) => store.spec().dim,
+            Err(e) => return self.send_error(h.id, &e.to_string()).await,
+        };
+        self.values.resize(self.keys.len() * dim, 0.0);
+        if let Err(e) = self.server.pull(table, &self.keys, &mut self.values) {
+            return self.send_error(h.id, &e.to_string()).await;
+        }
+        let flags = h.flags & FLAG_F16;
+        self.reply.clear();
+        let len = self.values.len() * frame::value_bytes(flags);
+        self.reply.extend_from_slice(&frame::encode_header(Kind::Values, flags, h.id, len));
+        frame::encode_values(&self.values, flags, &mut self.reply);
+        self.send().await
+    }
+
+    /// Applies a Push and acknowledges it.
+    async fn push(&mut self, h: Header) -> Result<(), Close> {
+        let server = self.server;
+        let asked = Cell::new(0u32);
+        let dim = |t: u32| {
+            asked.set(t);
+            server.table(t).ok().map(|s| s.spec().dim)
+        };
+        let result = match frame::decode_push(&self.payload, h.flags, dim, &mut self.keys, &mut self.values)? {
+            Some(table) => server.push(table, &self.keys, &self.values),
+            None => Err(PsError::UnknownTable { table: asked.get(), tables: server.tables().len() }),
+        };
+        match result {
+            Ok(()) => self.send_empty(Kind::Ack, h.id).await,
+            Err(e) => self.send_error(h.id, &e.to_string()).await,
+        }
+    }
+
+    async fn send_empty(&mut self, kind: Kind, id: u32) -> Result<(), Close> {
+        self.reply.clear();
+        frame::write_frame(&mut self.reply, kind, 0, id, &[]);
+        self.send().await
+    }
+
+    async fn send_error(&mut self, id: u32, message: &str) -> Result<(), Close> {
+        self.reply.clear();
+        frame::write_frame(&mut self.reply, Kind::Error, 0, id, message.as_bytes());
+        self.send().await
+    }
+
+    async fn send(&mut self) -> Result<(), Close> {
+        self.stream.write_all(&self.reply).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,212 @@
+//! `starling launch`: a local cluster of processes on one host, for development and single boxes.
+//!
+//! It starts a coordinator, the servers and the workers as child processes of this binary, merges
+//! their logs with a prefix per process, and makes sure none outlives the job: on Ctrl-C, on any
+//! process failing, or if the launcher itself dies (children get SIGKILL from the kernel), every
+//! child is stopped.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{ClusterError, TOKEN_ENV};
+use crate::config::JobConfig;
+
+/// How long the coordinator may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long processes get to exit on their own after the coordinator ends the job.
+const GRACE: Duration = Duration::from_secs(10);
+/// How long the others get once a process has failed (the coordinator tells them to stop).
+const FAIL_GRACE: Duration = Duration::from_secs(3);
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// What to launch.
+pub struct LaunchOptions {
+    /// The job (its `[cluster]` section is overridden by `servers` and `workers`).
+    pub job: JobConfig,
+    /// Server processes.
+    pub servers: usize,
+    /// Worker processes.
+    pub workers: usize,
+    /// Where the coordinator writes its JSON report.
+    pub report: Option<PathBuf>,
+    /// Scratch directory for the job file and the coordinator's address.
+    pub work_dir: PathBuf,
+}
+
+/// One child process and what to call it.
+struct Proc {
+    name: String,
+    child: Child,
+    status: Option<ExitStatus>,
+}
+
+/// Starts the cluster and waits for the job to end; an error names the process that failed.
+pub fn run(opts: &LaunchOptions) -> Result<(), ClusterError> {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let exe = std::env::current_exe().map_err(|e| ClusterError::Io("finding the starling binary".into(), e))?;
+    let io = |what: &str, p: &Path| format!("{what} {}", p.display());
+    std::fs::create_dir_all(&opts.work_dir).map_err(|e| ClusterError::Io(io("creating", &opts.work_dir), e))?;
+    let job_file = opts.work_dir.join("job.toml");
+    std::fs::write(&job_file, opts.job.to_toml()).map_err(|e| ClusterError::Io(io("writing", &job_file), e))?;
+    let port_file = opts.work_dir.join("coordinator.addr");
+    let _ = std::fs::remove_file(&port_file);
+    let token = super::random_token();
+
+    let mut procs: Vec<Proc> = Vec::new();
+    let mut coord = Command::new(&exe);
+    coord.args(["coordinator", "--bind", "127.0.0.1:0", "--servers", &opts.servers.to_string()]);
+    coord.args(["--workers", &opts.workers.to_string(), "--config"]).arg(&job_file).arg("--port-file").arg(&port_file);
+    if let Some(r) = &opts.report {
+        coord.arg("--report").arg(r);
+    }
+    procs.push(spawn("coordinator", coord, &token, false)?);
+    let addr = match wait_for_addr(&port_file, &mut procs) {
+        Ok(a) => a,
+        Err(e) => {
+            stop_all(&mut procs);
+            return Err(e);
+        }
+    };
+    for i in 0..opts.servers {
+        let mut c = Command::new(&exe);
+        c.args(["server", "--coordinator", &addr, "--bind", "127.0.0.1:0"]);
+        procs.push(spawn(&format!("server {i}"), c, &token, true)?);
+    }
+    for i in 0..opts.workers {
+        let mut c = Command::new(&exe);
+        c.args(["worker", "--coordinator", &addr]);
+        procs.push(spawn(&format!("worker {i}"), c, &token, true)?);
+    }
+    supervise(&mut procs)
+}
+
+/// Starts `cmd` with its output merged into ours under a `[name]` prefix.
+fn spawn(name: &str, mut cmd: Command, token: &str, prefix_stdout: bool) -> Result<Proc, ClusterError> {
+    cmd.env(TOKEN_ENV, token).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            // If the launcher dies (even by SIGKILL) the kernel kills the child: no orphans.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| ClusterError::Io(format!("starting {name}"), e))?;
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    forward(out, format!("[{name}] "), prefix_stdout, false);
+    forward(err, format!("[{name}] "), true, true);
+    Ok(Proc { name: name.to_string(), child, status: None })
+}
+
+/// Copies lines from a child's pipe to our stdout or stderr.
+fn forward(pipe: impl Read + Send + 'static, prefix: String, use_prefix: bool, to_stderr: bool) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { return };
+            let p = if use_prefix { prefix.as_str() } else { "" };
+            if to_stderr {
+                eprintln!("{p}{line}");
+            } else {
+                println!("{p}{line}");
+            }
+        }
+    });
+}
+
+/// Waits until the coordinator has written its address.
+fn wait_for_addr(port_file: &Path, procs: &mut [Proc]) -> Result<String, ClusterError> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(a) = std::fs::read_to_string(port_file) {
+            if a.ends_with('\n') {
+                return Ok(a.trim().to_string());
+            }
+        }
+        if let Ok(Some(status)) = procs[0].child.try_wait() {
+            return Err(ClusterError::Failed(format!(
+                "the coordinator exited ({}) before listening",
+                describe(status)
+            )));
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Err(ClusterError::Failed("interrupted".into()));
+        }
+        if Instant::now() > deadline {
+            return Err(ClusterError::Failed(format!(
+                "the coordinator did not start listening within {} s",
+                START_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for the job to end; stops everyone on a failure or an interrupt.
+fn supervise(procs: &mut [Proc]) -> Result<(), ClusterError> {
+    let mut decided: Option<(Instant, Result<(), String>)> = None;
+    loop {
+        for p in procs.iter_mut().filter(|p| p.status.is_none()) {
+            if let Ok(Some(s)) = p.child.try_wait() {
+                p.status = Some(s);
+                if decided.is_none() {
+                    if !s.success() {
+                        let why = format!("{} exited ({}); stopping the other processes", p.name, describe(s));
+                        eprintln!("launch: {why}");
+                        decided = Some((Instant::now(), Err(why)));
+                    } else if p.name == "coordinator" {
+                        decided = Some((Instant::now(), Ok(())));
+                    }
+                }
+            }
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            eprintln!("launch: interrupted; stopping every process");
+            stop_all(procs);
+            return Err(ClusterError::Failed("interrupted".into()));
+        }
+        let running = procs.iter().filter(|p| p.status.is_none()).count();
+        if let Some((at, outcome)) = &decided {
+            let grace = if outcome.is_ok() { GRACE } else { FAIL_GRACE };
+            if running == 0 || at.elapsed() > grace {
+                if running > 0 {
+                    eprintln!("launch: {running} processes did not exit within {} s; killing them", grace.as_secs());
+                }
+                stop_all(procs);
+                // Let the log threads drain what the children wrote last.
+                std::thread::sleep(Duration::from_millis(100));
+                return outcome.clone().map_err(ClusterError::Failed);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills every child still running and reaps it.
+fn stop_all(procs: &mut [Proc]) {
+    for p in procs.iter_mut().filter(|p| p.status.is_none()) {
+        let _ = p.child.kill();
+        p.status = p.child.wait().ok();
+    }
+}
+
+fn describe(s: ExitStatus) -> String {
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "unknown status".into(),
+    }
+}

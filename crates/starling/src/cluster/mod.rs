@@ -1,0 +1,93 @@
+//! Running a job on a cluster of processes: the coordinator, server and worker roles, and the
+//! local launcher (ARCHITECTURE decisions 4, 5, 8, 9).
+//!
+//! Every process but the coordinator needs only the coordinator's address and the job's token:
+//! the coordinator resolves the job once and hands out the shard map, ranks and config.
+
+pub mod coordinator;
+pub mod launch;
+pub mod link;
+pub mod plan;
+pub mod server_role;
+pub mod worker_role;
+
+use crate::config::ConfigError;
+use crate::input::InputError;
+use crate::worker::WorkerError;
+
+/// Environment variable holding the job's shared secret.
+pub const TOKEN_ENV: &str = "STARLING_TOKEN";
+/// Environment variable holding the coordinator's address.
+pub const COORDINATOR_ENV: &str = "STARLING_COORDINATOR";
+
+/// Why a cluster process stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The job config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Reading input failed.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The worker loop failed.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    /// Transport, coordinator or checkpoint trouble.
+    #[error(transparent)]
+    Ps(#[from] starling_ps::PsError),
+    /// The job failed; the message says where.
+    #[error("{0}")]
+    Failed(String),
+    /// A checkpoint cannot be resumed by this job.
+    #[error("cannot resume from {path}: {message}")]
+    Incompatible {
+        /// The checkpoint.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// Local I/O.
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+}
+
+/// The job's shared secret from `flag` or the environment; a cluster never runs without one.
+pub fn token(flag: Option<&str>) -> Result<Vec<u8>, ClusterError> {
+    match flag.map(str::to_string).or_else(|| std::env::var(TOKEN_ENV).ok()) {
+        Some(t) if !t.is_empty() => Ok(t.into_bytes()),
+        _ => Err(ClusterError::Failed(format!(
+            "no job token: set {TOKEN_ENV} (the same value on every process of the job) or pass --token"
+        ))),
+    }
+}
+
+/// A fresh random token for a local cluster.
+pub fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u32(std::process::id());
+    let a = h.finish();
+    h.write_u64(a);
+    format!("{a:016x}{:016x}", h.finish())
+}
+
+/// Runs the coordinator of `plan` listening on `bind`; writes the bound address to `port_file`
+/// (atomically, newline-terminated) so a launcher can read it as soon as it is complete.
+pub fn run_coordinator(
+    plan: plan::Plan,
+    bind: &str,
+    port_file: Option<&std::path::Path>,
+) -> Result<coordinator::JobReport, ClusterError> {
+    let listener =
+        std::net::TcpListener::bind(bind).map_err(|e| ClusterError::Io(format!("cannot listen on {bind}"), e))?;
+    let addr = listener.local_addr().map_err(|e| ClusterError::Io("reading the listening address".into(), e))?;
+    eprintln!("coordinator: listening on {addr} for {} servers and {} workers", plan.servers, plan.workers);
+    if let Some(path) = port_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{addr}\n"))
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| ClusterError::Io(format!("writing {}", path.display()), e))?;
+    }
+    coordinator::run(plan, listener)
+}

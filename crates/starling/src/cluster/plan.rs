@@ -1,0 +1,115 @@
+//! What the coordinator decides before any process starts work: the resolved job, its tables,
+//! the shard map, and where training resumes from.
+
+use std::path::PathBuf;
+
+use starling_core::Learner;
+use starling_ps::{checkpoint, Manifest, ShardMap, TableSpec};
+
+use super::ClusterError;
+use crate::config::{ConfigError, JobConfig};
+use crate::input::Inputs;
+
+/// A job ready to hand out.
+pub struct Plan {
+    /// The job, `[features]` resolved (format, field count) so every worker reads input the same way.
+    pub job: JobConfig,
+    /// Server processes.
+    pub servers: usize,
+    /// Worker processes.
+    pub workers: usize,
+    /// The model's tables.
+    pub tables: Vec<TableSpec>,
+    /// Virtual shard owners.
+    pub map: ShardMap,
+    /// The job's shared secret.
+    pub token: Vec<u8>,
+    /// Steps each worker already did (from the checkpoint resumed, else zeros).
+    pub start_clocks: Vec<u64>,
+    /// Checkpoint the servers load their rows from.
+    pub resume_from: Option<PathBuf>,
+}
+
+impl Plan {
+    /// Resolves `job` for `servers` × `workers` processes, finding the checkpoint to resume from.
+    pub fn new(mut job: JobConfig, servers: usize, workers: usize, token: Vec<u8>) -> Result<Plan, ClusterError> {
+        job.cluster.servers = servers;
+        job.cluster.workers = workers;
+        job.validate()?;
+        if job.data.train.is_empty() {
+            return Err(ClusterError::Failed("no training data: set [data] train = [...] in the job config".into()));
+        }
+        let train = job.data.train.clone();
+        let inputs = Inputs::open(&mut job, &train, workers)?;
+        let spec = job.model_spec(inputs.num_fields());
+        let learner = Learner::new(spec, job.optimizer, job.model.loss)
+            .map_err(|e| ConfigError::Invalid { field: "model", message: e.to_string() })?;
+        let tables = vec![TableSpec::for_model("weights", &learner.model, &learner.optimizer)];
+        let mut plan = Plan {
+            job,
+            servers,
+            workers,
+            tables,
+            map: ShardMap::even(servers),
+            token,
+            start_clocks: vec![0; workers],
+            resume_from: None,
+        };
+        plan.find_resume()?;
+        Ok(plan)
+    }
+
+    /// The newest checkpoint of `checkpoint.dir` (positions and rows), or `train.init_model` (rows only).
+    fn find_resume(&mut self) -> Result<(), ClusterError> {
+        let ck = &self.job.checkpoint;
+        if let (Some(root), true) = (&ck.dir, ck.resume) {
+            if let Some((dir, manifest)) = checkpoint::latest(root)? {
+                self.check(&dir, &manifest)?;
+                if manifest.worker_clocks.len() != self.workers {
+                    return Err(ClusterError::Incompatible {
+                        path: dir.display().to_string(),
+                        message: format!(
+                            "it holds the positions of {} workers and the job has {}; resume with the same number of workers, or start it with train.init_model to keep only its weights",
+                            manifest.worker_clocks.len(),
+                            self.workers
+                        ),
+                    });
+                }
+                eprintln!(
+                    "coordinator: resuming from {} (step {}, written by {} servers)",
+                    dir.display(),
+                    manifest.step,
+                    manifest.servers
+                );
+                self.start_clocks = manifest.worker_clocks.clone();
+                self.resume_from = Some(dir);
+                return Ok(());
+            }
+        }
+        if let Some(init) = self.job.train.init_model.clone() {
+            let manifest = checkpoint::read_manifest(&init)?;
+            self.check(&init, &manifest)?;
+            self.resume_from = Some(init);
+        }
+        Ok(())
+    }
+
+    /// A checkpoint's tables must be this job's tables (same shape and optimizer state layout).
+    fn check(&self, dir: &std::path::Path, m: &Manifest) -> Result<(), ClusterError> {
+        let same = m.tables.len() == self.tables.len()
+            && m.tables.iter().zip(&self.tables).all(|(a, b)| {
+                a.dim == b.dim
+                    && a.row_len() == b.row_len()
+                    && std::mem::discriminant(&a.optimizer) == std::mem::discriminant(&b.optimizer)
+                    && a.init == b.init
+            });
+        if same {
+            Ok(())
+        } else {
+            Err(ClusterError::Incompatible {
+                path: dir.display().to_string(),
+                message: format!("its tables {:?} differ from the job's {:?}", m.tables, self.tables),
+            })
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! `starling worker`: train on this worker's slice of the input against the servers, gated by the
+//! coordinator's clock, then report; rank 0 also scores the holdout.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use starling_core::Learner;
+use starling_ps::control::{FromCoordinator, TestMetrics, ToCoordinator, WorkerProgress};
+use starling_ps::tcp::{ClientOptions, TcpClient};
+use starling_ps::{ClientStats, ParamClient, PsError, TableSpec, Wait};
+
+use super::link::CoordLink;
+use super::ClusterError;
+use crate::config::{ConfigError, JobConfig};
+use crate::input::Inputs;
+use crate::progress::Progress;
+use crate::worker::{evaluate, Position, StepBuffers, Worker};
+
+/// Whom a worker reports to.
+pub struct WorkerOptions {
+    /// Coordinator address.
+    pub coordinator: String,
+    /// The job's shared secret.
+    pub token: Vec<u8>,
+}
+
+/// The TCP transport plus the coordinator's clock: the cluster form of [`ParamClient`].
+pub struct RemoteClient {
+    data: TcpClient,
+    link: CoordLink,
+    clock: u64,
+    stats: ClientStats,
+    /// What heartbeats report; updated once per step.
+    live: Arc<Mutex<ClientStats>>,
+}
+
+impl RemoteClient {
+    fn sync_traffic(&mut self) {
+        let t = self.data.stats();
+        self.stats.keys_pulled = t.keys_pulled;
+        self.stats.bytes_pulled = t.bytes_pulled;
+        self.stats.keys_pushed = t.keys_pushed;
+        self.stats.bytes_pushed = t.bytes_pushed;
+    }
+}
+
+impl ParamClient for RemoteClient {
+    fn tables(&self) -> &[TableSpec] {
+        self.data.tables()
+    }
+
+    fn pull(&mut self, table: u32, keys: &[u64], out: &mut [f32]) -> Result<(), PsError> {
+        self.data.pull(table, keys, out)
+    }
+
+    fn push(&mut self, table: u32, keys: &[u64], grads: &[f32]) -> Result<(), PsError> {
+        self.data.push(table, keys, grads)
+    }
+
+    fn clock(&mut self) -> Result<Wait, PsError> {
+        let started = Instant::now();
+        self.clock += 1;
+        self.link.send(&ToCoordinator::Clock { clock: self.clock })?;
+        let staleness = match self.link.recv()? {
+            FromCoordinator::Go { staleness } => staleness,
+            other => {
+                return Err(PsError::Aborted(format!("expected the go-ahead for step {}, got {other:?}", self.clock)))
+            }
+        };
+        let wait = Wait { waited: started.elapsed(), staleness };
+        self.stats.count_step(wait);
+        self.sync_traffic();
+        *self.live.lock().unwrap_or_else(|e| e.into_inner()) = self.stats.clone();
+        Ok(wait)
+    }
+
+    fn finish(&mut self) -> Result<(), PsError> {
+        Ok(())
+    }
+
+    fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+}
+
+/// Runs a worker until the job ends.
+pub fn run(opts: &WorkerOptions) -> Result<(), ClusterError> {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let mut link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("worker on {host}"))?;
+    link.send(&ToCoordinator::RegisterWorker { host })?;
+    let FromCoordinator::WorkerAssignment { rank, world, job, servers, map, tables, start_clock } = link.recv()? else {
+        return Err(ClusterError::Failed("the coordinator sent something other than this worker's assignment".into()));
+    };
+    let mut job = JobConfig::from_toml(&job, "the job from the coordinator")?;
+    let setup = (|| -> Result<_, ClusterError> {
+        let train = job.data.train.clone();
+        let inputs = Inputs::open(&mut job, &train, world)?;
+        let learner = Learner::new(job.model_spec(inputs.num_fields()), job.optimizer, job.model.loss)
+            .map_err(|e| ConfigError::Invalid { field: "model", message: e.to_string() })?;
+        let opts2 =
+            ClientOptions { f16: job.cluster.f16, max_frame: job.cluster.max_frame_mib << 20, ..Default::default() };
+        let data = TcpClient::connect(&servers, map, tables, &opts.token, &format!("worker {rank}"), opts2)?;
+        Ok((inputs, learner, data))
+    })();
+    let (inputs, learner, data) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = link.send(&ToCoordinator::Failed { message: e.to_string() });
+            return Err(e);
+        }
+    };
+    let live = Arc::new(Mutex::new(ClientStats::default()));
+    let progress = Arc::new(Progress::new(format!("worker {rank}"), true));
+    {
+        let (live, progress) = (Arc::clone(&live), Arc::clone(&progress));
+        link.start_heartbeats(Duration::from_secs_f64(job.cluster.heartbeat_secs), move || {
+            let (examples, loss_sum) = progress.totals();
+            let stats = live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            Some(WorkerProgress { examples, loss_sum, stats })
+        });
+    }
+    let mut client = RemoteClient { data, link, clock: start_clock, stats: ClientStats::default(), live };
+    let result = train(&job, &learner, &inputs, rank, world, start_clock, &mut client, &progress);
+    if let Err(e) = &result {
+        let _ = client.link.send(&ToCoordinator::Failed { message: e.to_string() });
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train(
+    job: &JobConfig,
+    learner: &Learner,
+    inputs: &Inputs,
+    rank: usize,
+    world: usize,
+    start_clock: u64,
+    client: &mut RemoteClient,
+    progress: &Progress,
+) -> Result<(), ClusterError> {
+    let batch_size = job.batch_size(true);
+    let worker = Worker { job, learner, inputs, rank, world, batch_size };
+    let mut pos = Position { step: 0, skip: start_clock };
+    let mut bufs = StepBuffers::default();
+    let mut last_pass = (0, 0.0);
+    for pass in 1..=job.train.passes {
+        let m = worker.pass(pass, client, &mut pos, &mut bufs, progress)?;
+        last_pass = (m.count(), m.loss_sum());
+    }
+    if let Some(r) = inputs.bad_lines_report() {
+        eprintln!("worker {rank}: {r}");
+    }
+    let (examples, loss_sum) = progress.totals();
+    let done = WorkerProgress { examples, loss_sum, stats: client.stats.clone() };
+    client.link.send(&ToCoordinator::Done { clock: pos.step, progress: done, last_pass })?;
+    match client.link.recv()? {
+        FromCoordinator::AllDone => {}
+        FromCoordinator::Shutdown => return Ok(()),
+        other => return Err(ClusterError::Failed(format!("expected the end of training, got {other:?}"))),
+    }
+    if rank == 0 && !job.data.test.is_empty() {
+        let mut job = job.clone();
+        let test = job.data.test.clone();
+        let test_inputs = Inputs::open(&mut job, &test, 1)?;
+        let s = evaluate(learner, &test_inputs, 0, 1, batch_size, client)?.summary();
+        let metrics =
+            TestMetrics { count: s.count, logloss: s.logloss, auc: s.auc, accuracy: s.accuracy, rmse: s.rmse };
+        client.link.send(&ToCoordinator::Evaluated { test: Some(metrics) })?;
+    }
+    Ok(())
+}
