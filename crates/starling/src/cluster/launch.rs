@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{ClusterError, TOKEN_ENV};
-use crate::config::JobConfig;
+use crate::config::{JobConfig, WorkerLoss};
 
 /// How long the coordinator may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -83,14 +83,14 @@ pub fn run(opts: &LaunchOptions) -> Result<(), ClusterError> {
     for i in 0..opts.servers {
         let mut c = Command::new(&exe);
         c.args(["server", "--coordinator", &addr, "--bind", "127.0.0.1:0"]);
-        procs.push(spawn(&format!("server {i}"), c, &token, true)?);
+        procs.push(spawn(&format!("server process {i}"), c, &token, true)?);
     }
     for i in 0..opts.workers {
         let mut c = Command::new(&exe);
         c.args(["worker", "--coordinator", &addr]);
-        procs.push(spawn(&format!("worker {i}"), c, &token, true)?);
+        procs.push(spawn(&format!("worker process {i}"), c, &token, true)?);
     }
-    supervise(&mut procs)
+    supervise(&mut procs, opts.job.cluster.worker_loss() == WorkerLoss::Continue)
 }
 
 /// Starts `cmd` with its output merged into ours under a `[name]` prefix.
@@ -155,15 +155,18 @@ fn wait_for_addr(port_file: &Path, procs: &mut [Proc]) -> Result<String, Cluster
     }
 }
 
-/// Waits for the job to end; stops everyone on a failure or an interrupt.
-fn supervise(procs: &mut [Proc]) -> Result<(), ClusterError> {
+/// Waits for the job to end; stops everyone on a failure or an interrupt. With `spare_workers`
+/// (`on_worker_loss = "continue"`) a dead worker is the coordinator's to handle, not a failure.
+fn supervise(procs: &mut [Proc], spare_workers: bool) -> Result<(), ClusterError> {
     let mut decided: Option<(Instant, Result<(), String>)> = None;
     loop {
         for p in procs.iter_mut().filter(|p| p.status.is_none()) {
             if let Ok(Some(s)) = p.child.try_wait() {
                 p.status = Some(s);
                 if decided.is_none() {
-                    if !s.success() {
+                    if !s.success() && spare_workers && p.name.starts_with("worker") {
+                        eprintln!("launch: {} exited ({}); the job goes on without it", p.name, describe(s));
+                    } else if !s.success() {
                         let why = format!("{} exited ({}); stopping the other processes", p.name, describe(s));
                         eprintln!("launch: {why}");
                         decided = Some((Instant::now(), Err(why)));

@@ -1,0 +1,232 @@
+//! Multi-process tests: real coordinator, server and worker processes on loopback, started by
+//! `starling launch` exactly as a user would.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{gen_data, rows};
+
+const BIN: &str = env!("CARGO_BIN_EXE_starling");
+
+/// A job file over the generated LibSVM data, with `extra` TOML appended.
+fn job(dir: &Path, extra: &str) -> PathBuf {
+    let d = gen_data();
+    let text = format!(
+        "[data]\ntrain = [{:?}]\ntest = [{:?}]\n[features]\nhash_bits = 18\n{extra}\n",
+        d.join("train.libsvm"),
+        d.join("test.libsvm")
+    );
+    let path = dir.join("job.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "starling {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A number after `"key": ` in a JSON report (the first one).
+fn json_num(json: &str, key: &str) -> f64 {
+    let at = json.find(&format!("\"{key}\": ")).unwrap_or_else(|| panic!("{key} not in {json}")) + key.len() + 4;
+    json[at..].split([',', '}']).next().unwrap().trim().parse().unwrap()
+}
+
+fn test_logloss(report: &Path) -> f64 {
+    let json = std::fs::read_to_string(report).unwrap();
+    let test = &json[json.find("\"test\"").unwrap()..];
+    json_num(test, "logloss")
+}
+
+#[test]
+fn bsp_with_one_worker_gives_the_single_machine_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "[model]\nkind = \"fm\"\nk = 4\n[optimizer]\nname = \"ftrl\"\n[train]\nbatch_size = 100\n");
+    let (one, ck) = (dir.path().join("one.model"), dir.path().join("ck"));
+    run(&["train", "-q", "-c", j.to_str().unwrap(), "--save", one.to_str().unwrap()]);
+    run(&["launch", "--servers", "2", "--workers", "1", "-c", j.to_str().unwrap(), "--save", ck.to_str().unwrap()]);
+    let (a, b) = (starling::model_file::load(&one).unwrap(), starling::model_file::load(&ck).unwrap());
+    assert!(!rows(&a).is_empty());
+    assert_eq!(rows(&a), rows(&b), "the cluster's rows differ from the single-machine trainer's");
+}
+
+#[test]
+fn two_servers_two_workers_reach_the_single_machine_logloss() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "[train]\nbatch_size = 100\n");
+    let r = |name: &str| dir.path().join(name);
+    run(&["train", "-q", "-c", j.to_str().unwrap(), "--report", r("single.json").to_str().unwrap()]);
+    let single = test_logloss(&r("single.json"));
+    // Two workers of 50 examples per step learn from as many examples per synchronous step as the
+    // single process does from its batch of 100 (the usual data-parallel scaling of the batch).
+    for (staleness, tolerance) in [("0", 0.002), ("inf", 0.01)] {
+        let rep = r(&format!("cluster-{staleness}.json"));
+        let args = ["--staleness", staleness, "--batch-size", "50", "--report", rep.to_str().unwrap()];
+        run(&[&["launch", "--servers", "2", "--workers", "2", "-c", j.to_str().unwrap()][..], &args].concat());
+        let cluster = test_logloss(&rep);
+        assert!(
+            (cluster - single).abs() <= tolerance,
+            "staleness {staleness}: cluster test logloss {cluster:.5} vs single machine {single:.5}"
+        );
+    }
+}
+
+#[test]
+fn ssp_never_lets_a_worker_exceed_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "[train]\nbatch_size = 20\n");
+    let rep = dir.path().join("ssp.json");
+    run(&[
+        "launch",
+        "--servers",
+        "2",
+        "--workers",
+        "3",
+        "-c",
+        j.to_str().unwrap(),
+        "--staleness",
+        "2",
+        "--report",
+        rep.to_str().unwrap(),
+    ]);
+    let json = std::fs::read_to_string(&rep).unwrap();
+    let seen = &json[json.find("\"staleness\"").unwrap()..];
+    let granted = &json[json.find("\"granted_staleness\"").unwrap()..];
+    assert!(json_num(seen, "max") <= 2.0, "workers observed more than 2 steps of staleness: {json}");
+    assert!(json_num(granted, "max") <= 2.0, "the coordinator granted more than 2 steps: {json}");
+    assert!(json_num(&json, "steps") >= 1500.0, "steps: {json}");
+}
+
+/// Spawns `launch` and returns once a complete checkpoint exists under `ck`, then kills the whole job.
+fn run_until_checkpoint_then_kill(args: &[&str], ck: &Path) {
+    let mut child = Command::new(BIN).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let complete = std::fs::read_dir(ck)
+            .map(|d| d.flatten().any(|e| e.path().join("manifest.toml").exists()))
+            .unwrap_or(false);
+        if complete {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the job ended before its first checkpoint");
+        assert!(Instant::now() < deadline, "no checkpoint within 120 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SIGKILL the launcher: its children die with it (parent-death signal), nothing gets to clean up.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+fn checkpoint_kill_and_resume_gives_the_uninterrupted_model_also_on_more_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "[optimizer]\nname = \"adagrad\"\n[train]\nbatch_size = 25\npasses = 3\n");
+    let j = j.to_str().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    run(&["launch", "--servers", "2", "--workers", "1", "-c", j, "--save", &p("ref")]);
+    let args = [
+        "launch",
+        "--servers",
+        "2",
+        "--workers",
+        "1",
+        "-c",
+        j,
+        "--checkpoint-dir",
+        &p("ck"),
+        "--checkpoint-every-steps",
+        "200",
+    ];
+    run_until_checkpoint_then_kill(&args, Path::new(&p("ck")));
+    // Resume with three servers: the two servers' shard files are re-sharded on load.
+    let out = run(&[
+        "launch",
+        "--servers",
+        "3",
+        "--workers",
+        "1",
+        "-c",
+        j,
+        "--checkpoint-dir",
+        &p("ck"),
+        "--save",
+        &p("resumed"),
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("resuming from"), "did not resume:\n{log}");
+    let (a, b) = (
+        starling::model_file::load(Path::new(&p("ref"))).unwrap(),
+        starling::model_file::load(Path::new(&p("resumed"))).unwrap(),
+    );
+    assert_eq!(rows(&a), rows(&b), "resumed model differs from the uninterrupted one");
+}
+
+/// Pids of the launcher's children whose command line has `role` as its subcommand.
+fn children(launcher: u32, role: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Field 4 (after the parenthesised name) is the parent pid.
+        let ppid =
+            stat.rsplit(')').next().and_then(|s| s.split_whitespace().nth(1)).and_then(|s| s.parse::<u32>().ok());
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+        if ppid == Some(launcher) && args.get(1) == Some(&role.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Starts a long job, waits until its workers are training, then SIGKILLs the first `role` process.
+fn kill_one_during_training(j: &Path, role: &str, staleness: &str) -> (Output, Duration) {
+    let args = ["launch", "--servers", "2", "--workers", "2", "-c", j.to_str().unwrap(), "--staleness", staleness];
+    let child = Command::new(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Training has started once both workers exist and have run for a moment.
+    while children(pid, "worker").len() < 2 {
+        assert!(Instant::now() < deadline, "workers never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    let victim = children(pid, role)[0];
+    // SAFETY: plain kill(2) of a process this test started.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let killed = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    (out, killed.elapsed())
+}
+
+#[test]
+fn asp_job_finishes_without_a_killed_worker_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n");
+    let (out, _) = kill_one_during_training(&j, "worker", "inf");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the ASP job should finish:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("lost worker: worker"), "the lost worker is not reported:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("test: "), "no holdout metrics:\n{stdout}");
+}
+
+#[test]
+fn a_killed_server_ends_every_process_with_a_message_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n");
+    let (out, took) = kill_one_during_training(&j, "server", "0");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the job must fail when a server dies:\n{stderr}");
+    assert!(stderr.contains("lost server"), "the message must name the lost server:\n{stderr}");
+    assert!(took < Duration::from_secs(15), "took {took:?} to stop");
+}
