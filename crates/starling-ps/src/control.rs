@@ -142,8 +142,11 @@ pub enum FromCoordinator {
         /// Steps the slowest active worker is behind.
         staleness: u64,
     },
-    /// Every worker is done.
-    AllDone,
+    /// Every worker is done; `evaluate` picks the one worker that scores the holdout.
+    AllDone {
+        /// This worker scores the holdout (the lowest surviving rank).
+        evaluate: bool,
+    },
     /// Write this server's shard file into `dir`.
     WriteCheckpoint {
         /// Checkpoint directory.

@@ -15,6 +15,9 @@ use crate::error::PsError;
 use crate::frame::{self, FrameError, Header, Hello, Kind, DEFAULT_MAX_FRAME, FLAG_F16, HEADER_LEN};
 use crate::server::Server;
 
+/// Largest Hello payload: a token and a role of up to `u16::MAX` bytes each, with their lengths.
+const HELLO_MAX: usize = 2 * (2 + u16::MAX as usize);
+
 /// How a server's TCP endpoint behaves.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -192,7 +195,9 @@ impl Conn<'_> {
     /// Authenticates the peer, then answers requests until it closes.
     async fn run(&mut self) -> Result<(), Close> {
         self.stream.set_nodelay(true)?;
-        let Some(h) = self.read_frame().await? else { return Ok(()) };
+        // Until the peer has authenticated, a frame may be no larger than the largest Hello, so a
+        // stranger cannot make the server allocate up to `max_frame`.
+        let Some(h) = self.read_frame(HELLO_MAX.min(self.cfg.max_frame)).await? else { return Ok(()) };
         if h.kind != Kind::Hello {
             return Err(FrameError::Unexpected { got: h.kind, expected: "Hello (authenticate first)" }.into());
         }
@@ -200,7 +205,7 @@ impl Conn<'_> {
         self.role = hello.role.clone();
         hello.check(&self.cfg.token)?;
         self.send_empty(Kind::Ack, h.id).await?;
-        while let Some(h) = self.read_frame().await? {
+        while let Some(h) = self.read_frame(self.cfg.max_frame).await? {
             match h.kind {
                 Kind::Pull => self.pull(h).await?,
                 Kind::Push => self.push(h).await?,
@@ -210,8 +215,9 @@ impl Conn<'_> {
         Ok(())
     }
 
-    /// Reads one frame into `payload`; `None` when the peer closed between frames.
-    async fn read_frame(&mut self) -> Result<Option<Header>, Close> {
+    /// Reads one frame of at most `max` payload bytes into `payload`; `None` when the peer closed
+    /// between frames.
+    async fn read_frame(&mut self, max: usize) -> Result<Option<Header>, Close> {
         self.id = 0;
         let mut h = [0u8; HEADER_LEN];
         // A peer that closes before a frame's first byte is done, not truncated.
@@ -220,7 +226,7 @@ impl Conn<'_> {
             return Ok(None);
         }
         self.stream.read_exact(&mut h[n..]).await.map_err(|e| eof_inside(e, || "a frame header".into()))?;
-        let header = frame::decode_header(&h, self.cfg.max_frame)?;
+        let header = frame::decode_header(&h, max)?;
         self.id = header.id;
         self.payload.clear();
         self.payload.resize(header.len, 0);

@@ -201,6 +201,11 @@ fn bad_frames_close_only_their_own_connection() {
     send(&mut s, Kind::Pull, 3, &[1, 2, 3]);
     refused_then_closed(&mut s, "truncated pull request");
 
+    // Before authenticating, a frame may be no larger than the largest Hello.
+    let mut s = raw(addr, None);
+    s.write_all(&frame::encode_header(Kind::Hello, 0, 0, 200_000)).unwrap();
+    refused_then_closed(&mut s, "exceeds the limit of 131074 bytes");
+
     // No Hello: a Pull first.
     let mut s = raw(addr, None);
     send(&mut s, Kind::Pull, 1, &pull_payload(0, &[1, 2]));
@@ -273,14 +278,14 @@ fn refused_requests_keep_the_connection_usable() {
     more.push(TableSpec::for_model("extra", &ModelSpec::lr(), &Optimizer::sgd_default()));
     let mut c = client(&addrs, more, false);
     let ks = keys(40);
-    match c.pull(2, &ks, &mut vec![0f32; 40]) {
+    match c.pull(2, &ks, &mut [0f32; 40]) {
         Err(PsError::Remote { peer, message }) => {
             assert!(peer.starts_with("server "), "{peer}");
             assert!(message.contains("unknown table 2"), "{message}");
         }
         other => panic!("expected a remote refusal, got {other:?}"),
     }
-    c.pull(1, &ks, &mut vec![0f32; 40]).unwrap();
+    c.pull(1, &ks, &mut [0f32; 40]).unwrap();
     // The client's own checks come first.
     assert!(matches!(c.pull(1, &[5, 5], &mut [0.0; 2]), Err(PsError::UnsortedKeys { index: 1, .. })));
     assert!(matches!(c.push(0, &[1, 2], &[0.0; 3]), Err(PsError::LengthMismatch { dim: 5, .. })));
@@ -313,8 +318,15 @@ fn connecting_to_nothing_names_the_server() {
     let dead = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = dead.local_addr().unwrap().to_string();
     drop(dead);
-    let err = TcpClient::connect(&[addr.clone()], ShardMap::even(1), specs(), TOKEN, "w", ClientOptions::default())
-        .err()
-        .unwrap();
+    let err = TcpClient::connect(
+        std::slice::from_ref(&addr),
+        ShardMap::even(1),
+        specs(),
+        TOKEN,
+        "w",
+        ClientOptions::default(),
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains(&format!("server 0 ({addr})")), "{err}");
 }

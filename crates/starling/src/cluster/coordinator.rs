@@ -97,6 +97,7 @@ struct State {
     ckpt: Option<Ckpt>,
     failure: Option<String>,
     evaluated: Option<Option<TestMetrics>>,
+    evaluator: Option<usize>,
     all_done_sent: bool,
 }
 
@@ -178,6 +179,7 @@ pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError>
             ckpt: None,
             failure: None,
             evaluated: None,
+            evaluator: None,
             all_done_sent: false,
         }),
         wake: Condvar::new(),
@@ -319,11 +321,14 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
             if st.clocks.all_finished() && !st.all_done_sent {
                 st.all_done_sent = true;
                 report.train_seconds = train_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
-                for w in st.workers.iter().filter(|w| w.done) {
-                    w.peer.send(&FromCoordinator::AllDone);
+                // The lowest surviving rank scores the holdout, so losing rank 0 under ASP loses no metrics.
+                let evaluator = st.workers.iter().position(|w| w.done && w.lost.is_none() && !w.peer.gone);
+                for (rank, w) in st.workers.iter().enumerate().filter(|(_, w)| w.done) {
+                    let evaluate = Some(rank) == evaluator && !plan.job.data.test.is_empty();
+                    w.peer.send(&FromCoordinator::AllDone { evaluate });
                 }
-                let rank0_alive = st.workers.first().is_some_and(|w| w.lost.is_none());
-                if plan.job.data.test.is_empty() || !rank0_alive {
+                st.evaluator = evaluator;
+                if plan.job.data.test.is_empty() || evaluator.is_none() {
                     st.evaluated = Some(None);
                 }
             }
@@ -617,13 +622,12 @@ fn disconnected(st: &mut State, plan: &Plan, role: Role, why: &str) {
         Role::Worker(rank) => {
             st.workers[rank].peer.gone = true;
             let w = &st.workers[rank];
-            let finished = w.done && (rank != 0 || st.evaluated.is_some() || plan.job.data.test.is_empty());
-            if !finished {
-                if w.done {
-                    st.evaluated = Some(None);
-                } else {
-                    st.lose_worker(rank, format!("connection closed ({why})"), plan.job.cluster.worker_loss());
-                }
+            let evaluating = st.all_done_sent && st.evaluator == Some(rank) && st.evaluated.is_none();
+            if !w.done {
+                st.lose_worker(rank, format!("connection closed ({why})"), plan.job.cluster.worker_loss());
+            } else if evaluating {
+                // It died while scoring the holdout: end the job without test metrics rather than wait.
+                st.evaluated = Some(None);
             }
         }
     }

@@ -153,12 +153,12 @@ fn train(
     let (examples, loss_sum) = progress.totals();
     let done = WorkerProgress { examples, loss_sum, stats: client.stats.clone() };
     client.link.send(&ToCoordinator::Done { clock: pos.step, progress: done, last_pass })?;
-    match client.link.recv()? {
-        FromCoordinator::AllDone => {}
+    let scores_holdout = match client.link.recv()? {
+        FromCoordinator::AllDone { evaluate } => evaluate,
         FromCoordinator::Shutdown => return Ok(()),
         other => return Err(ClusterError::Failed(format!("expected the end of training, got {other:?}"))),
-    }
-    if rank == 0 && !job.data.test.is_empty() {
+    };
+    if scores_holdout {
         let mut job = job.clone();
         let test = job.data.test.clone();
         let test_inputs = Inputs::open(&mut job, &test, 1)?;
