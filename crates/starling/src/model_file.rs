@@ -10,11 +10,12 @@
 //! renamed, so a crash or a full disk never leaves a half-written model under the final name.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use starling_core::{Learner, Loss, ModelSpec, Optimizer};
+use starling_ps::checkpoint::durable::{write_atomic_io, Crc};
 
 use crate::config::JobConfig;
 use crate::model::{Model, ModelTable};
@@ -49,32 +50,7 @@ struct Header {
     job: JobConfig,
 }
 
-/// A writer that keeps a running CRC32 of what passes through.
-struct Crc<W> {
-    inner: W,
-    hasher: crc32fast::Hasher,
-}
-
-impl<W: Write> Write for Crc<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<R: Read> Read for Crc<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Saves `model` to `path` atomically (temporary file, fsync, rename).
+/// Saves `model` to `path` atomically (temporary file, fsync, rename, directory fsync).
 pub fn save(model: &Model, path: &Path) -> Result<(), ModelFileError> {
     let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };
     let table = model.table.as_dyn();
@@ -94,10 +70,8 @@ pub fn save(model: &Model, path: &Path) -> Result<(), ModelFileError> {
         path: path.to_path_buf(),
         message: "a model path must name a file".into(),
     })?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let file = File::create(&tmp)?;
-        let mut w = Crc { inner: BufWriter::with_capacity(1 << 20, file), hasher: crc32fast::Hasher::new() };
+    write_atomic_io(dir, &name.to_string_lossy(), &mut |out| {
+        let mut w = Crc::new(&mut *out);
         w.write_all(MAGIC)?;
         w.write_all(&FORMAT_VERSION.to_le_bytes())?;
         w.write_all(&(header_text.len() as u32).to_le_bytes())?;
@@ -127,18 +101,11 @@ pub fn save(model: &Model, path: &Path) -> Result<(), ModelFileError> {
                 header.rows
             )));
         }
-        let crc = w.hasher.clone().finalize();
-        let mut inner = w.inner;
-        inner.write_all(&crc.to_le_bytes())?;
-        let file = inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+        let crc = w.crc();
+        out.write_all(&crc.to_le_bytes())
+    })
+    .map(|_| ())
+    .map_err(io)
 }
 
 /// Loads a model saved by [`save`], refusing damaged, truncated or foreign files.
@@ -150,7 +117,7 @@ pub fn load(path: &Path) -> Result<Model, ModelFileError> {
     let invalid = |message: String| ModelFileError::Invalid { path: path.to_path_buf(), message };
     let file = File::open(path).map_err(io)?;
     let file_len = file.metadata().map_err(io)?.len();
-    let mut r = Crc { inner: BufReader::with_capacity(1 << 20, file), hasher: crc32fast::Hasher::new() };
+    let mut r = Crc::new(BufReader::with_capacity(1 << 20, file));
     let truncated = |what: &str| invalid(format!("truncated model file: it ends inside the {what}"));
     let mut magic = [0u8; 8];
     if r.read_exact(&mut magic).is_err() || &magic != MAGIC {

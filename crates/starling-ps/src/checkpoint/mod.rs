@@ -12,15 +12,18 @@
 //! the page cache). Loading into a different number of servers works because rows are grouped by
 //! virtual shard and each server keeps only the virtual shards it owns.
 
+pub mod durable;
 mod manifest;
 mod shard_file;
 #[cfg(test)]
 mod tests;
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use durable::sync_dir;
+#[cfg(test)]
+use durable::temp_name;
 pub use manifest::{read_manifest, write_manifest, Manifest, MANIFEST_FILE, MANIFEST_VERSION};
 pub use shard_file::{shard_file_name, write_shard_file, ShardFileInfo, SHARD_FORMAT_VERSION};
 
@@ -34,44 +37,14 @@ fn invalid(path: &Path, message: String) -> PsError {
     PsError::Checkpoint { path: path.to_path_buf(), message }
 }
 
-/// Temporary name of `name` while it is written: hidden, and unique per process so servers
-/// sharing a directory never write the same temporary file.
-fn temp_name(name: &str) -> String {
-    format!(".{name}.tmp-{}", std::process::id())
-}
-
-/// Makes a rename in `dir` durable; without it a crash can forget the rename.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    if cfg!(unix) {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-/// Writes `dir/name` atomically from what `body` writes; returns the file size. On any failure
-/// the temporary file is removed and nothing exists under `name` that was not there before.
+/// Writes `dir/name` atomically; on failure names the file (see [`durable::write_atomic_io`]).
 fn write_atomic(
     dir: &Path,
     name: &str,
     body: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<u64, PsError> {
-    let path = dir.join(name);
-    let tmp = dir.join(temp_name(name));
-    let result = (|| -> std::io::Result<u64> {
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        body(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        let len = file.metadata()?.len();
-        drop(file);
-        std::fs::rename(&tmp, &path)?;
-        sync_dir(dir)?;
-        Ok(len)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| PsError::io(format!("writing {}", path.display()), e))
+    durable::write_atomic_io(dir, name, body)
+        .map_err(|e| PsError::io(format!("writing {}", dir.join(name).display()), e))
 }
 
 /// Checks every shard file of `manifest` (size, checksum, structure) without using its rows.

@@ -17,6 +17,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::durable::Crc;
 use super::{invalid, write_atomic};
 use crate::error::PsError;
 use crate::server::Server;
@@ -51,31 +52,6 @@ pub struct ShardFileInfo {
 /// File name of server `id`'s shard file.
 pub fn shard_file_name(id: usize) -> String {
     format!("server-{id:04}.shard")
-}
-
-/// A reader or writer that keeps a running CRC32 of what passes through.
-struct Crc<T> {
-    inner: T,
-    hasher: crc32fast::Hasher,
-}
-
-impl<W: Write> Write for Crc<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<R: Read> Read for Crc<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 /// Appends `row` as little-endian f32s.
