@@ -55,7 +55,7 @@ pub enum PsError {
         message: String,
     },
     /// A connection failed or closed.
-    #[error("lost connection to {peer}: {source}")]
+    #[error("lost {peer}: {source}")]
     Disconnected {
         /// Who was lost.
         peer: String,
