@@ -4,12 +4,60 @@
 //! key map, under its own lock, so concurrent connections rarely contend and a shard can be
 //! written to or read from a checkpoint as a unit.
 
+use std::cell::RefCell;
 use std::sync::{Mutex, MutexGuard};
 
 use starling_core::table::{KeyMap, Table};
 
 use crate::shard::{vshard_of, NUM_VSHARDS};
 use crate::table::TableSpec;
+
+/// Batches at least this large are grouped by virtual shard before the lookups (measured with
+/// `bench/ps_throughput.sh`: below it the per-key path is as fast).
+const GROUP_MIN_KEYS: usize = 2048;
+
+/// Key positions grouped by virtual shard; one per thread, reused across requests.
+#[derive(Default)]
+struct Groups {
+    /// Virtual shard of each key.
+    vshard: Vec<u16>,
+    /// Keys with their positions, shard by shard: the lookups then read memory in order.
+    order: Vec<(u64, u32)>,
+    /// `order[starts[v]..starts[v + 1]]` are the positions of shard `v`'s keys.
+    starts: Vec<u32>,
+}
+
+impl Groups {
+    fn fill(&mut self, keys: &[u64]) {
+        let n = NUM_VSHARDS as usize;
+        self.vshard.clear();
+        self.vshard.extend(keys.iter().map(|&k| vshard_of(k) as u16));
+        self.starts.clear();
+        self.starts.resize(n + 1, 0);
+        for &v in &self.vshard {
+            self.starts[v as usize + 1] += 1;
+        }
+        for v in 0..n {
+            self.starts[v + 1] += self.starts[v];
+        }
+        self.order.resize(keys.len(), (0, 0));
+        // `next[v]` is where shard v's next position goes; `starts[..n]` doubles as it and is
+        // restored from the shifted ends afterwards.
+        for (i, &v) in self.vshard.iter().enumerate() {
+            let at = &mut self.starts[v as usize];
+            self.order[*at as usize] = (keys[i], i as u32);
+            *at += 1;
+        }
+        for v in (1..=n).rev() {
+            self.starts[v] = self.starts[v - 1];
+        }
+        self.starts[0] = 0;
+    }
+}
+
+thread_local! {
+    static GROUPS: RefCell<Groups> = RefCell::default();
+}
 
 /// Rows of one virtual shard.
 #[derive(Default)]
@@ -85,35 +133,64 @@ impl Store {
         self.shards[v as usize].as_ref().map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Copies the weights (`dim` floats each) of `keys` into `out`; unknown keys give fresh
-    /// weights without being stored. Returns the first key this store does not own, if any.
-    pub fn pull(&self, keys: &[u64], out: &mut [f32]) -> Result<(), u64> {
-        let dim = self.spec.dim;
-        debug_assert_eq!(out.len(), keys.len() * dim);
-        for (&key, w) in keys.iter().zip(out.chunks_exact_mut(dim)) {
-            let shard = self.lock(vshard_of(key)).ok_or(key)?;
-            match shard.row(self.row_len, key) {
-                Some(row) => w.copy_from_slice(&row[..dim]),
-                None => self.spec.init_weights(key, w),
+    /// Calls `f` with each owned virtual shard touched by `keys` and its keys with their positions,
+    /// locking each shard once. Large batches are grouped by shard first (a counting sort), so
+    /// the lookups of one shard run together while its map and rows are in cache; small ones go
+    /// key by key, where the grouping would cost more than it saves. Stops at the first key whose
+    /// shard this store does not own and returns it.
+    fn for_each_group(&self, keys: &[u64], mut f: impl FnMut(&mut VShard, &[(u64, u32)])) -> Result<(), u64> {
+        if keys.len() < GROUP_MIN_KEYS {
+            for (i, &key) in keys.iter().enumerate() {
+                let mut shard = self.lock(vshard_of(key)).ok_or(key)?;
+                f(&mut shard, &[(key, i as u32)]);
             }
+            return Ok(());
         }
-        Ok(())
+        GROUPS.with_borrow_mut(|g| {
+            g.fill(keys);
+            for v in 0..NUM_VSHARDS as usize {
+                let at = &g.order[g.starts[v] as usize..g.starts[v + 1] as usize];
+                if let Some(&(first, _)) = at.first() {
+                    let mut shard = self.lock(v as u32).ok_or(first)?;
+                    f(&mut shard, at);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Copies the weights (`dim` floats each) of `keys` into `out`; unknown keys give fresh
+    /// weights without being stored. Returns a key this store does not own, if any.
+    pub fn pull(&self, keys: &[u64], out: &mut [f32]) -> Result<(), u64> {
+        let (dim, row_len) = (self.spec.dim, self.row_len);
+        debug_assert_eq!(out.len(), keys.len() * dim);
+        self.for_each_group(keys, |shard, at| {
+            for &(key, i) in at {
+                let i = i as usize;
+                let w = &mut out[i * dim..(i + 1) * dim];
+                match shard.row(row_len, key) {
+                    Some(row) => w.copy_from_slice(&row[..dim]),
+                    None => self.spec.init_weights(key, w),
+                }
+            }
+        })
     }
 
     /// Applies the optimizer to the rows of `keys` with `grads` (`dim` floats each), creating
-    /// fresh rows as needed. Returns the first key this store does not own, if any (keys before it
-    /// are already applied).
+    /// fresh rows as needed. Returns a key this store does not own, if any; rows of other shards
+    /// may already be updated then, so callers check ownership first (as [`crate::Server`] does).
     pub fn push(&self, keys: &[u64], grads: &[f32]) -> Result<(), u64> {
-        let dim = self.spec.dim;
+        let (dim, row_len) = (self.spec.dim, self.row_len);
         debug_assert_eq!(grads.len(), keys.len() * dim);
         let opt = self.spec.optimizer;
-        for (&key, g) in keys.iter().zip(grads.chunks_exact(dim)) {
-            let mut shard = self.lock(vshard_of(key)).ok_or(key)?;
-            let row = shard.row_mut(&self.spec, self.row_len, key);
-            let (w, state) = row.split_at_mut(dim);
-            opt.update(w, state, g);
-        }
-        Ok(())
+        self.for_each_group(keys, |shard, at| {
+            for &(key, i) in at {
+                let i = i as usize;
+                let row = shard.row_mut(&self.spec, row_len, key);
+                let (w, state) = row.split_at_mut(dim);
+                opt.update(w, state, &grads[i * dim..(i + 1) * dim]);
+            }
+        })
     }
 
     /// Calls `f` on every stored row of virtual shard `v` in increasing key order.
@@ -236,6 +313,29 @@ mod tests {
         let mut out = vec![0f32; 3];
         assert_eq!(s.pull(&[foreign], &mut out), Err(foreign));
         assert_eq!(s.push(&[foreign], &[0.0; 3]), Err(foreign));
+    }
+
+    #[test]
+    fn large_batches_grouped_by_shard_match_key_by_key_reads() {
+        let s = Store::whole(spec());
+        let keys: Vec<u64> = (0..3 * GROUP_MIN_KEYS as u64).map(|k| k * 104_729 + 3).collect();
+        let grads: Vec<f32> = (0..keys.len() * 3).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
+        s.push(&keys, &grads).unwrap();
+        let mut pulled = vec![0f32; keys.len() * 3];
+        s.pull(&keys, &mut pulled).unwrap();
+        let mut row = [0f32; 6];
+        let mut fresh = [0f32; 6];
+        for (i, &key) in keys.iter().enumerate() {
+            s.read(key, &mut row);
+            assert_eq!(&pulled[i * 3..i * 3 + 3], &row[..3], "key {key}");
+            spec().fill(key, &mut fresh);
+            let (w, st) = fresh.split_at_mut(3);
+            spec().optimizer.update(w, st, &grads[i * 3..i * 3 + 3]);
+            assert_eq!(row, fresh, "key {key}");
+        }
+        let half = Store::new(spec(), &(0..NUM_VSHARDS / 2).collect::<Vec<_>>());
+        let foreign = half.pull(&keys, &mut pulled).unwrap_err();
+        assert!(!half.owns(foreign) && keys.contains(&foreign));
     }
 
     #[test]
