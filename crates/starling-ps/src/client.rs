@@ -20,6 +20,16 @@ pub trait ParamClient: Send {
     fn tables(&self) -> &[TableSpec];
     /// Current weights of `keys` of `table` into `out`.
     fn pull(&mut self, table: u32, keys: &[u64], out: &mut [f32]) -> Result<(), PsError>;
+    /// Sends a pull without waiting for its values, so the caller can compute meanwhile;
+    /// [`ParamClient::pull_finish`] with the same `table` and `keys` must be the next call.
+    /// Transports without latency to hide do the whole pull in `pull_finish`.
+    fn pull_start(&mut self, _table: u32, _keys: &[u64]) -> Result<(), PsError> {
+        Ok(())
+    }
+    /// The values of the pull [`ParamClient::pull_start`] sent, into `out`.
+    fn pull_finish(&mut self, table: u32, keys: &[u64], out: &mut [f32]) -> Result<(), PsError> {
+        self.pull(table, keys, out)
+    }
     /// Sends gradients of `keys` of `table`; returns once every server has applied them.
     fn push(&mut self, table: u32, keys: &[u64], grads: &[f32]) -> Result<(), PsError>;
     /// Ends this worker's step and blocks until the consistency rule lets the next one start.

@@ -62,6 +62,9 @@ pub enum PsError {
         /// Why.
         source: std::io::Error,
     },
+    /// Calls made out of order (a caller's bug, e.g. a push while a pull is in flight).
+    #[error("client misuse: {0}")]
+    Protocol(String),
     /// The job was stopped, by the coordinator or a failure elsewhere.
     #[error("job aborted: {0}")]
     Aborted(String),

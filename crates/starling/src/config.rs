@@ -154,6 +154,10 @@ pub struct ClusterConfig {
     pub max_frame_mib: usize,
     /// Network threads of each server.
     pub server_threads: usize,
+    /// Under SSP and ASP, workers send the pull of their next batch before computing the current
+    /// one. A prefetched read is one step older, so SSP then gates clocks one step tighter and
+    /// reads stay within `staleness`; BSP never prefetches.
+    pub prefetch: bool,
 }
 
 impl Default for ClusterConfig {
@@ -168,11 +172,26 @@ impl Default for ClusterConfig {
             f16: false,
             max_frame_mib: 1024,
             server_threads: 2,
+            prefetch: true,
         }
     }
 }
 
 impl ClusterConfig {
+    /// Whether workers prefetch: asked for, and the staleness leaves room for a step-old read.
+    pub fn prefetching(&self) -> bool {
+        self.prefetch && self.staleness != Staleness::Bounded(0)
+    }
+
+    /// The bound the coordinator gates clock grants by: `staleness`, less the step a prefetched
+    /// read already lags, so what workers read is never staler than `staleness`.
+    pub fn gate(&self) -> Staleness {
+        match self.staleness {
+            Staleness::Bounded(s) if self.prefetching() => Staleness::Bounded(s - 1),
+            other => other,
+        }
+    }
+
     /// The policy for lost workers, with the mode's default filled in.
     pub fn worker_loss(&self) -> WorkerLoss {
         self.on_worker_loss.unwrap_or(if self.staleness == Staleness::Unbounded {

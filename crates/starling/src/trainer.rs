@@ -179,7 +179,16 @@ impl Batched {
     ) -> Result<Metrics, TrainError> {
         let world = self.clients.len();
         let worker =
-            |rank| Worker { job, learner: &model.learner, inputs, rank, world, batch_size: job.batch_size(false) };
+            |rank| Worker {
+                job,
+                learner: &model.learner,
+                inputs,
+                rank,
+                world,
+                batch_size: job.batch_size(false),
+                // In-process pulls have no latency to hide.
+                prefetch: false,
+            };
         let results: Vec<Result<Metrics, WorkerError>> = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .clients

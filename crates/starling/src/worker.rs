@@ -57,13 +57,26 @@ pub struct Worker<'a> {
     pub world: usize,
     /// Examples per step.
     pub batch_size: usize,
+    /// Send the pull of the next batch before computing the current one (SSP and ASP only: the
+    /// read then misses this worker's last push; see `ClusterConfig::prefetch`).
+    pub prefetch: bool,
+}
+
+/// A mini-batch and the weights pulled for its keys.
+#[derive(Default)]
+struct Pulled {
+    batch: MiniBatch,
+    weights: Vec<f32>,
 }
 
 /// Reused buffers of a worker's steps.
 #[derive(Default)]
 pub struct StepBuffers {
-    batch: MiniBatch,
-    weights: Vec<f32>,
+    /// The batch being filled from the input.
+    next: Pulled,
+    /// With prefetch, the batch whose weights are pulled and whose step is still to run.
+    ready: Pulled,
+    has_ready: bool,
     grads: Vec<f32>,
     touched: Vec<bool>,
     push_keys: Vec<u64>,
@@ -94,34 +107,59 @@ impl Worker<'_> {
         let mut reader = self.inputs.reader(self.rank, self.world);
         let mut metrics = Metrics::new(false);
         let mut reported = (0u64, 0f64);
-        bufs.batch.clear();
-        let mut step = |bufs: &mut StepBuffers, metrics: &mut Metrics| -> Result<(), WorkerError> {
-            if pos.step < pos.skip {
+        bufs.next.batch.clear();
+        bufs.has_ready = false;
+        // Counts a finished step and reports progress now and then.
+        let mut done = |pos: &mut Position, metrics: &Metrics| -> Result<(), WorkerError> {
+            pos.step += 1;
+            if metrics.count() - reported.0 >= PROGRESS_EVERY {
+                let loss = metrics.loss_sum() - reported.1;
+                if !loss.is_finite() {
+                    return Err(WorkerError::Diverged { step: pos.step, loss: metrics.mean_logloss() });
+                }
+                progress.add(metrics.count() - reported.0, loss);
+                reported = (metrics.count(), metrics.loss_sum());
+            }
+            Ok(())
+        };
+        // A full batch in `bufs.next`: pull it and run a step (of it, or of the batch before it).
+        let mut full = |bufs: &mut StepBuffers, metrics: &mut Metrics| -> Result<(), WorkerError> {
+            let steps_in_flight = u64::from(bufs.has_ready);
+            if pos.step + steps_in_flight < pos.skip {
+                // Resuming: these steps are already in the servers' rows.
                 pos.step += 1;
+            } else if self.prefetch && bufs.has_ready {
+                self.prefetch_step(client, bufs, metrics)?;
+                done(pos, metrics)?;
             } else {
-                self.step(client, bufs, metrics)?;
-                pos.step += 1;
-                if metrics.count() - reported.0 >= PROGRESS_EVERY {
-                    let loss = metrics.loss_sum() - reported.1;
-                    if !loss.is_finite() {
-                        return Err(WorkerError::Diverged { step: pos.step, loss: metrics.mean_logloss() });
-                    }
-                    progress.add(metrics.count() - reported.0, loss);
-                    reported = (metrics.count(), metrics.loss_sum());
+                let b = &mut bufs.next;
+                b.batch.seal();
+                self.pull(client, b)?;
+                if self.prefetch {
+                    std::mem::swap(&mut bufs.next, &mut bufs.ready);
+                    bufs.has_ready = true;
+                } else {
+                    self.learn(client, bufs, false, metrics)?;
+                    done(pos, metrics)?;
                 }
             }
-            bufs.batch.clear();
+            bufs.next.batch.clear();
             Ok(())
         };
         for_each_example(&mut reader, shuffle_for(self.job, pass, self.rank), |ex: &Example, _| {
-            bufs.batch.push(ex);
-            if bufs.batch.len() >= self.batch_size {
-                step(bufs, &mut metrics)?;
+            bufs.next.batch.push(ex);
+            if bufs.next.batch.len() >= self.batch_size {
+                full(bufs, &mut metrics)?;
             }
             Ok::<(), WorkerError>(())
         })?;
-        if !bufs.batch.is_empty() {
-            step(bufs, &mut metrics)?;
+        if !bufs.next.batch.is_empty() {
+            full(bufs, &mut metrics)?;
+        }
+        if bufs.has_ready {
+            self.learn(client, bufs, true, &mut metrics)?;
+            bufs.has_ready = false;
+            done(pos, &metrics)?;
         }
         progress.add(metrics.count() - reported.0, metrics.loss_sum() - reported.1);
         if !metrics.mean_logloss().is_finite() && metrics.count() > 0 {
@@ -130,23 +168,58 @@ impl Worker<'_> {
         Ok(metrics)
     }
 
-    /// Pull, compute, push, clock: one mini-batch.
-    fn step(
+    /// Pulls the weights of `b`'s (sealed) batch.
+    fn pull(&self, client: &mut dyn ParamClient, b: &mut Pulled) -> Result<(), WorkerError> {
+        let keys = b.batch.keys();
+        b.weights.resize(keys.len() * self.learner.model.dim(), 0.0);
+        client.pull(WEIGHTS, keys, &mut b.weights)?;
+        Ok(())
+    }
+
+    /// The step of `bufs.ready` while `bufs.next`'s pull is in flight; `next` becomes ready.
+    fn prefetch_step(
         &self,
         client: &mut dyn ParamClient,
-        b: &mut StepBuffers,
+        bufs: &mut StepBuffers,
         metrics: &mut Metrics,
     ) -> Result<(), WorkerError> {
-        let dim = self.learner.model.dim();
-        b.batch.seal();
-        let keys = b.batch.keys();
-        b.weights.resize(keys.len() * dim, 0.0);
-        client.pull(WEIGHTS, keys, &mut b.weights)?;
+        let next = &mut bufs.next;
+        next.batch.seal();
+        client.pull_start(WEIGHTS, next.batch.keys())?;
+        self.gradients(bufs, true, metrics);
+        let next = &mut bufs.next;
+        next.weights.resize(next.batch.keys().len() * self.learner.model.dim(), 0.0);
+        client.pull_finish(WEIGHTS, next.batch.keys(), &mut next.weights)?;
+        self.push_and_clock(client, bufs)?;
+        std::mem::swap(&mut bufs.next, &mut bufs.ready);
+        Ok(())
+    }
+
+    /// Gradient, push and clock of the pulled batch (`ready` or `next`).
+    fn learn(
+        &self,
+        client: &mut dyn ParamClient,
+        bufs: &mut StepBuffers,
+        ready: bool,
+        metrics: &mut Metrics,
+    ) -> Result<(), WorkerError> {
+        self.gradients(bufs, ready, metrics);
+        self.push_and_clock(client, bufs)
+    }
+
+    /// Summed gradients of the pulled batch (`ready` or `next`) into the push buffers.
+    fn gradients(&self, b: &mut StepBuffers, ready: bool, metrics: &mut Metrics) {
+        let p = if ready { &b.ready } else { &b.next };
         let loss = self.learner.loss;
-        self.learner.batch_gradients(&b.batch, &b.weights, &mut b.grads, &mut b.touched, &mut b.scratch, |s, y, w| {
+        self.learner.batch_gradients(&p.batch, &p.weights, &mut b.grads, &mut b.touched, &mut b.scratch, |s, y, w| {
             metrics.add(loss.predict(s), y, w)
         });
-        compact_touched(keys, &b.grads, &b.touched, dim, &mut b.push_keys, &mut b.push_grads);
+        let dim = self.learner.model.dim();
+        compact_touched(p.batch.keys(), &b.grads, &b.touched, dim, &mut b.push_keys, &mut b.push_grads);
+    }
+
+    /// Pushes the gradients in the push buffers and ends the step.
+    fn push_and_clock(&self, client: &mut dyn ParamClient, b: &StepBuffers) -> Result<(), WorkerError> {
         if !b.push_keys.is_empty() {
             client.push(WEIGHTS, &b.push_keys, &b.push_grads)?;
         }

@@ -102,7 +102,8 @@ fn ssp_never_lets_a_worker_exceed_the_bound() {
     let seen = &json[json.find("\"staleness\"").unwrap()..];
     let granted = &json[json.find("\"granted_staleness\"").unwrap()..];
     assert!(json_num(seen, "max") <= 2.0, "workers observed more than 2 steps of staleness: {json}");
-    assert!(json_num(granted, "max") <= 2.0, "the coordinator granted more than 2 steps: {json}");
+    // Workers prefetch (the default), so reads lag a step and the coordinator gates one tighter.
+    assert!(json_num(granted, "max") <= 1.0, "the coordinator granted more than 1 step: {json}");
     assert!(json_num(&json, "steps") >= 1500.0, "steps: {json}");
 }
 

@@ -105,6 +105,18 @@ fn invalid(e: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
+/// A pull whose requests are written and whose replies are not yet read.
+struct Pending {
+    id: u32,
+    table: u32,
+    dim: usize,
+    keys: usize,
+    /// Servers written to, whose replies are due.
+    sent: Vec<usize>,
+    /// The first write failure.
+    error: Option<PsError>,
+}
+
 /// Pull and push over TCP, with the same signatures as [`crate::ParamClient`]'s.
 pub struct TcpClient {
     conns: Vec<Conn>,
@@ -114,9 +126,15 @@ pub struct TcpClient {
     flags: u16,
     max_frame: usize,
     next_id: u32,
+    /// The keys of the push being sent, by server.
     split: Split,
-    /// Servers a request was written to, whose replies are due.
+    /// Servers a push was written to, whose replies are due.
     sent: Vec<usize>,
+    /// The keys of the pull in flight, by server; apart from `split` so a push can be prepared
+    /// while a pull is in flight.
+    pull_split: Split,
+    /// The pull whose replies are due, between `pull_start` and `pull_finish`.
+    pending: Option<Pending>,
     /// A request frame, reused: one write per request.
     out: Vec<u8>,
     /// A reply payload, reused.
@@ -149,6 +167,8 @@ impl TcpClient {
             next_id: 1,
             split: Split::default(),
             sent: Vec::new(),
+            pull_split: Split::default(),
+            pending: None,
             out: Vec::new(),
             input: Vec::new(),
             stats: ClientStats::default(),
@@ -188,23 +208,65 @@ impl TcpClient {
 
     /// Current weights of `keys` (sorted, unique) of `table` into `out` (`keys.len() * dim`).
     pub fn pull(&mut self, table: u32, keys: &[u64], out: &mut [f32]) -> Result<(), PsError> {
-        let dim = self.prepare(table, keys, out.len())?;
+        self.pull_start(table, keys)?;
+        self.pull_finish(table, keys, out)
+    }
+
+    /// Writes the pull requests for `keys` of `table` and returns without reading the replies,
+    /// so the caller can compute while the servers answer; [`TcpClient::pull_finish`] collects
+    /// them and must come next.
+    pub fn pull_start(&mut self, table: u32, keys: &[u64]) -> Result<(), PsError> {
+        if self.pending.is_some() {
+            return Err(PsError::Protocol("a pull was started while another was in flight".into()));
+        }
+        let dim = self.dim(table)?;
+        check_sorted(keys)?;
+        self.pull_split.fill(&self.map, keys);
+        check_conns(&self.conns, &self.pull_split)?;
         let id = self.next_id();
-        let mut first_err = None;
+        let mut pending = Pending { id, table, dim, keys: keys.len(), sent: Vec::new(), error: None };
         for s in 0..self.conns.len() {
-            let ks = &self.split.keys[s];
+            let ks = &self.pull_split.keys[s];
             if ks.is_empty() {
                 continue;
             }
             self.out.clear();
             self.out.extend_from_slice(&frame::encode_header(Kind::Pull, self.flags, id, 8 + ks.len() * 8));
             frame::encode_pull(table, ks, &mut self.out);
-            self.write(s, &mut first_err);
+            write_to(&mut self.conns[s], &self.out, s, &mut pending.sent, &mut pending.error);
         }
+        self.pending = Some(pending);
+        Ok(())
+    }
+
+    /// Reads the replies of the pull [`TcpClient::pull_start`] sent for the same `table` and
+    /// `keys`, into `out` (`keys.len() * dim`).
+    pub fn pull_finish(&mut self, table: u32, keys: &[u64], out: &mut [f32]) -> Result<(), PsError> {
+        let Some(p) = self.pending.take() else {
+            return Err(PsError::Protocol("pull_finish without a pull in flight".into()));
+        };
+        let refused = if p.table != table || p.keys != keys.len() {
+            let (n, t) = (keys.len(), p.table);
+            Some(PsError::Protocol(format!(
+                "pull_finish for {n} keys of table {table}; the pull in flight is {} keys of table {t}",
+                p.keys
+            )))
+        } else if out.len() != keys.len() * p.dim {
+            Some(PsError::LengthMismatch { keys: keys.len(), values: out.len(), dim: p.dim })
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            // The pull stays in flight, so its replies can still be collected.
+            self.pending = Some(p);
+            return Err(e);
+        }
+        let Pending { id, dim, sent, error, .. } = p;
+        let mut first_err = error;
         let vb = frame::value_bytes(self.flags);
-        for &s in &self.sent {
+        for &s in &sent {
             let conn = &mut self.conns[s];
-            let pos = &self.split.pos[s];
+            let pos = &self.pull_split.pos[s];
             let result = conn.read_header(self.max_frame, id).and_then(|h| match h.kind {
                 Kind::Values if h.len == pos.len() * dim * vb => {
                     read_values(conn, h.len, self.flags, dim, pos, keys.len(), out, &mut self.input)
@@ -231,7 +293,17 @@ impl TcpClient {
     /// Sends gradients `grads` (`keys.len() * dim`) of `keys` (sorted, unique) of `table`; returns
     /// once every server has applied its share.
     pub fn push(&mut self, table: u32, keys: &[u64], grads: &[f32]) -> Result<(), PsError> {
-        let dim = self.prepare(table, keys, grads.len())?;
+        if self.pending.is_some() {
+            return Err(PsError::Protocol("a push was sent while a pull was in flight".into()));
+        }
+        let dim = self.dim(table)?;
+        if grads.len() != keys.len() * dim {
+            return Err(PsError::LengthMismatch { keys: keys.len(), values: grads.len(), dim });
+        }
+        check_sorted(keys)?;
+        self.split.fill(&self.map, keys);
+        check_conns(&self.conns, &self.split)?;
+        self.sent.clear();
         let id = self.next_id();
         let vb = frame::value_bytes(self.flags);
         let mut first_err = None;
@@ -248,7 +320,7 @@ impl TcpClient {
                 let p = p as usize;
                 frame::encode_values(&grads[p * dim..(p + 1) * dim], self.flags, &mut self.out);
             }
-            self.write(s, &mut first_err);
+            write_to(&mut self.conns[s], &self.out, s, &mut self.sent, &mut first_err);
         }
         for &s in &self.sent {
             let conn = &mut self.conns[s];
@@ -268,25 +340,10 @@ impl TcpClient {
         Ok(())
     }
 
-    /// Checks a request and splits its keys by server; returns the table's dim.
-    fn prepare(&mut self, table: u32, keys: &[u64], values: usize) -> Result<usize, PsError> {
+    /// The dim of `table`.
+    fn dim(&self, table: u32) -> Result<usize, PsError> {
         let tables = self.tables.len();
-        let dim = self.tables.get(table as usize).ok_or(PsError::UnknownTable { table, tables })?.dim;
-        if values != keys.len() * dim {
-            return Err(PsError::LengthMismatch { keys: keys.len(), values, dim });
-        }
-        // Checked here too, so a bad batch is the caller's error and not some server's.
-        if let Some(i) = keys.windows(2).position(|w| w[0] >= w[1]) {
-            return Err(PsError::UnsortedKeys { index: i + 1, key: keys[i + 1], prev: keys[i] });
-        }
-        self.split.fill(&self.map, keys);
-        for (conn, ks) in self.conns.iter().zip(&self.split.keys) {
-            if !ks.is_empty() {
-                conn.check()?;
-            }
-        }
-        self.sent.clear();
-        Ok(dim)
+        Ok(self.tables.get(table as usize).ok_or(PsError::UnknownTable { table, tables })?.dim)
     }
 
     fn next_id(&mut self) -> u32 {
@@ -296,15 +353,33 @@ impl TcpClient {
         id
     }
 
-    /// Writes the request in `out` to server `s`; a failure is kept in `first_err` rather than
-    /// returned, so the replies of servers already written to are still read.
-    fn write(&mut self, s: usize, first_err: &mut Option<PsError>) {
-        let conn = &mut self.conns[s];
-        match conn.stream.write_all(&self.out) {
-            Ok(()) => self.sent.push(s),
-            Err(e) => {
-                first_err.get_or_insert(conn.fail(e));
-            }
+}
+
+/// Checked on the client too, so a bad batch is the caller's error and not some server's.
+fn check_sorted(keys: &[u64]) -> Result<(), PsError> {
+    match keys.windows(2).position(|w| w[0] >= w[1]) {
+        Some(i) => Err(PsError::UnsortedKeys { index: i + 1, key: keys[i + 1], prev: keys[i] }),
+        None => Ok(()),
+    }
+}
+
+/// The error of a connection that failed earlier, if `split` sends it any keys.
+fn check_conns(conns: &[Conn], split: &Split) -> Result<(), PsError> {
+    for (conn, ks) in conns.iter().zip(&split.keys) {
+        if !ks.is_empty() {
+            conn.check()?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the request `out` to server `s` (`conn`) and notes it in `sent`; a failure is kept in
+/// `first_err` rather than returned, so the replies of servers already written to are still read.
+fn write_to(conn: &mut Conn, out: &[u8], s: usize, sent: &mut Vec<usize>, first_err: &mut Option<PsError>) {
+    match conn.stream.write_all(out) {
+        Ok(()) => sent.push(s),
+        Err(e) => {
+            first_err.get_or_insert(conn.fail(e));
         }
     }
 }

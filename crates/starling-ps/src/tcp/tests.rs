@@ -330,3 +330,23 @@ fn connecting_to_nothing_names_the_server() {
     .unwrap();
     assert!(err.to_string().contains(&format!("server 0 ({addr})")), "{err}");
 }
+
+#[test]
+fn a_started_pull_reads_the_rows_before_later_pushes_and_blocks_other_calls() {
+    let specs = specs();
+    let (_servers, addrs) = start(&specs, 2);
+    let mut tcp = client(&addrs, specs.clone(), false);
+    let ks = keys(300);
+    let n = ks.len() * specs[0].dim;
+    let (mut before, mut started) = (vec![0f32; n], vec![0f32; n]);
+    tcp.pull(0, &ks, &mut before).unwrap();
+    tcp.pull_start(0, &ks).unwrap();
+    // Nothing else may cross the connections while the replies are due.
+    assert!(matches!(tcp.push(0, &ks, &grads(n, 0)), Err(PsError::Protocol(_))));
+    assert!(matches!(tcp.pull_start(0, &ks), Err(PsError::Protocol(_))));
+    assert!(matches!(tcp.pull_finish(1, &ks, &mut started[..ks.len()]), Err(PsError::Protocol(_))));
+    // The refused calls left the pull in flight.
+    tcp.pull_finish(0, &ks, &mut started).unwrap();
+    assert_eq!(bits(&before), bits(&started));
+    assert!(matches!(tcp.pull_finish(0, &ks, &mut started), Err(PsError::Protocol(_))));
+}

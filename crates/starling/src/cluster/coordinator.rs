@@ -166,7 +166,7 @@ impl State {
 /// Runs the coordinator of `plan` on `listener` until the job ends.
 pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError> {
     let start_clocks = plan.start_clocks.clone();
-    let mut clocks = ClockTable::new(plan.workers, plan.job.cluster.staleness, 0);
+    let mut clocks = ClockTable::new(plan.workers, plan.job.cluster.gate(), 0);
     for (w, &c) in start_clocks.iter().enumerate() {
         clocks.advance(w, c);
     }
@@ -260,12 +260,13 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
             st.workers_assigned = true;
             train_start = Some(now);
             eprintln!(
-                "coordinator: {} servers and {} workers registered; training ({}, staleness {}, batch {})",
+                "coordinator: {} servers and {} workers registered; training ({}, staleness {}, batch {}{})",
                 plan.servers,
                 plan.workers,
                 cl.staleness.mode(),
                 cl.staleness,
-                plan.job.batch_size(true)
+                plan.job.batch_size(true),
+                if cl.prefetching() { ", pulls prefetched" } else { "" }
             );
         }
         if !st.workers_assigned && now > registered_by {

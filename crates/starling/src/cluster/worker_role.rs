@@ -29,6 +29,8 @@ pub struct RemoteClient {
     data: TcpClient,
     link: CoordLink,
     clock: u64,
+    /// Steps a read lags behind the step it serves: 1 when the worker prefetches, else 0.
+    read_lag: u64,
     stats: ClientStats,
     /// What heartbeats report; updated once per step.
     live: Arc<Mutex<ClientStats>>,
@@ -53,6 +55,14 @@ impl ParamClient for RemoteClient {
         self.data.pull(table, keys, out)
     }
 
+    fn pull_start(&mut self, table: u32, keys: &[u64]) -> Result<(), PsError> {
+        self.data.pull_start(table, keys)
+    }
+
+    fn pull_finish(&mut self, table: u32, keys: &[u64], out: &mut [f32]) -> Result<(), PsError> {
+        self.data.pull_finish(table, keys, out)
+    }
+
     fn push(&mut self, table: u32, keys: &[u64], grads: &[f32]) -> Result<(), PsError> {
         self.data.push(table, keys, grads)
     }
@@ -67,7 +77,8 @@ impl ParamClient for RemoteClient {
                 return Err(PsError::Aborted(format!("expected the go-ahead for step {}, got {other:?}", self.clock)))
             }
         };
-        let wait = Wait { waited: started.elapsed(), staleness };
+        // The histogram counts how stale the next step's reads are, prefetching included.
+        let wait = Wait { waited: started.elapsed(), staleness: staleness + self.read_lag };
         self.stats.count_step(wait);
         self.sync_traffic();
         *self.live.lock().unwrap_or_else(|e| e.into_inner()) = self.stats.clone();
@@ -119,7 +130,8 @@ pub fn run(opts: &WorkerOptions) -> Result<(), ClusterError> {
             Some(WorkerProgress { examples, loss_sum, stats })
         });
     }
-    let mut client = RemoteClient { data, link, clock: start_clock, stats: ClientStats::default(), live };
+    let read_lag = u64::from(job.cluster.prefetching());
+    let mut client = RemoteClient { data, link, clock: start_clock, read_lag, stats: ClientStats::default(), live };
     let result = train(&job, &learner, &inputs, rank, world, start_clock, &mut client, &progress);
     if let Err(e) = &result {
         let _ = client.link.send(&ToCoordinator::Failed { message: e.to_string() });
@@ -139,7 +151,8 @@ fn train(
     progress: &Progress,
 ) -> Result<(), ClusterError> {
     let batch_size = job.batch_size(true);
-    let worker = Worker { job, learner, inputs, rank, world, batch_size };
+    let prefetch = job.cluster.prefetching();
+    let worker = Worker { job, learner, inputs, rank, world, batch_size, prefetch };
     let mut pos = Position { step: 0, skip: start_clock };
     let mut bufs = StepBuffers::default();
     let mut last_pass = (0, 0.0);
