@@ -231,3 +231,14 @@ fn a_killed_server_ends_every_process_with_a_message_naming_it() {
     assert!(stderr.contains("lost server"), "the message must name the lost server:\n{stderr}");
     assert!(took < Duration::from_secs(15), "took {took:?} to stop");
 }
+
+#[test]
+fn a_killed_worker_fails_a_bsp_job_with_a_message_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n");
+    let (out, took) = kill_one_during_training(&j, "worker", "0");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a BSP job must fail when a worker dies:\n{stderr}");
+    assert!(stderr.contains("lost worker"), "the message must name the lost worker:\n{stderr}");
+    assert!(took < Duration::from_secs(15), "took {took:?} to stop");
+}
