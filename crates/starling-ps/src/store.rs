@@ -169,6 +169,7 @@ impl Store {
                 let i = i as usize;
                 let w = &mut out[i * dim..(i + 1) * dim];
                 match shard.row(row_len, key) {
+                    Some(row) if dim == 1 => w[0] = row[0],
                     Some(row) => w.copy_from_slice(&row[..dim]),
                     None => self.spec.init_weights(key, w),
                 }
