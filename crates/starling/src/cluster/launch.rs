@@ -44,6 +44,9 @@ pub struct LaunchOptions {
 
 /// One child process and what to call it.
 struct Proc {
+    /// "coordinator", "server" or "worker".
+    role: &'static str,
+    /// Role and pid, for messages.
     name: String,
     child: Child,
     status: Option<ExitStatus>,
@@ -80,21 +83,23 @@ pub fn run(opts: &LaunchOptions) -> Result<(), ClusterError> {
             return Err(e);
         }
     };
-    for i in 0..opts.servers {
+    for _ in 0..opts.servers {
         let mut c = Command::new(&exe);
         c.args(["server", "--coordinator", &addr, "--bind", "127.0.0.1:0"]);
-        procs.push(spawn(&format!("server process {i}"), c, &token, true)?);
+        procs.push(spawn("server", c, &token, true)?);
     }
-    for i in 0..opts.workers {
+    for _ in 0..opts.workers {
         let mut c = Command::new(&exe);
         c.args(["worker", "--coordinator", &addr]);
-        procs.push(spawn(&format!("worker process {i}"), c, &token, true)?);
+        procs.push(spawn("worker", c, &token, true)?);
     }
     supervise(&mut procs, opts.job.cluster.worker_loss() == WorkerLoss::Continue)
 }
 
-/// Starts `cmd` with its output merged into ours under a `[name]` prefix.
-fn spawn(name: &str, mut cmd: Command, token: &str, prefix_stdout: bool) -> Result<Proc, ClusterError> {
+/// Starts `cmd` with its output merged into ours under a `[role pid N]` prefix. Ranks are the
+/// coordinator's to give (in registration order) and each process names its own in its lines, so
+/// the prefix names the process by pid rather than guess a rank.
+fn spawn(role: &'static str, mut cmd: Command, token: &str, prefix_stdout: bool) -> Result<Proc, ClusterError> {
     cmd.env(TOKEN_ENV, token).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
@@ -104,12 +109,13 @@ fn spawn(name: &str, mut cmd: Command, token: &str, prefix_stdout: bool) -> Resu
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| ClusterError::Io(format!("starting {name}"), e))?;
+    let mut child = cmd.spawn().map_err(|e| ClusterError::Io(format!("starting a {role}"), e))?;
+    let name = format!("{role} pid {}", child.id());
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
     forward(out, format!("[{name}] "), prefix_stdout, false);
     forward(err, format!("[{name}] "), true, true);
-    Ok(Proc { name: name.to_string(), child, status: None })
+    Ok(Proc { role, name, child, status: None })
 }
 
 /// Copies lines from a child's pipe to our stdout or stderr.
@@ -164,13 +170,13 @@ fn supervise(procs: &mut [Proc], spare_workers: bool) -> Result<(), ClusterError
             if let Ok(Some(s)) = p.child.try_wait() {
                 p.status = Some(s);
                 if decided.is_none() {
-                    if !s.success() && spare_workers && p.name.starts_with("worker") {
+                    if !s.success() && spare_workers && p.role == "worker" {
                         eprintln!("launch: {} exited ({}); the job goes on without it", p.name, describe(s));
                     } else if !s.success() {
                         let why = format!("{} exited ({}); stopping the other processes", p.name, describe(s));
                         eprintln!("launch: {why}");
                         decided = Some((Instant::now(), Err(why)));
-                    } else if p.name == "coordinator" {
+                    } else if p.role == "coordinator" {
                         decided = Some((Instant::now(), Ok(())));
                     }
                 }
