@@ -66,6 +66,61 @@ pub enum DataError {
         /// The line that went over the limit.
         last: Box<DataError>,
     },
+
+    /// A file that is not a Starling example cache (bad magic); never overwritten as if it were.
+    #[error("{}: not a Starling cache (bad magic)", path.display())]
+    NotACache {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// An example cache in a format version this build does not read: rebuild it.
+    #[error("{}: cache format version {found}, this build reads version {supported}", path.display())]
+    CacheVersion {
+        /// The cache file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+
+    /// An example cache that ends early, most likely one whose writer never finished.
+    #[error("{}: truncated cache at byte {offset}: expected {expected}", path.display())]
+    CacheTruncated {
+        /// The cache file.
+        path: PathBuf,
+        /// Byte offset where more was expected.
+        offset: u64,
+        /// What was expected there.
+        expected: String,
+    },
+
+    /// A CRC32 mismatch in an example cache.
+    #[error("{}: CRC mismatch in the {what} at byte {offset}: stored {stored:#010x}, computed {computed:#010x}", path.display())]
+    CacheChecksum {
+        /// The cache file.
+        path: PathBuf,
+        /// Byte offset of the checked part (its length prefix for blocks).
+        offset: u64,
+        /// Which part: `header`, `block` or `end block`.
+        what: &'static str,
+        /// The CRC32 stored in the file.
+        stored: u32,
+        /// The CRC32 of the bytes read.
+        computed: u32,
+    },
+
+    /// Malformed content in an example cache (a bad length, varint or count).
+    #[error("{}: corrupt cache at byte {offset}: expected {expected}", path.display())]
+    CacheCorrupt {
+        /// The cache file.
+        path: PathBuf,
+        /// Byte offset of the problem.
+        offset: u64,
+        /// What was expected there.
+        expected: String,
+    },
 }
 
 impl DataError {

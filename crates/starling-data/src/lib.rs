@@ -22,6 +22,9 @@
 //! ```
 pub mod synth;
 
+/// The binary example cache: parse and hash once, read many passes.
+pub mod cache;
+
 /// Errors, each naming the file, line and column where there is one.
 pub mod error;
 /// Line formats and the `RawSink` they feed.
@@ -33,6 +36,8 @@ pub mod pipeline;
 /// The example reader and the shared bad-line policy.
 pub mod reader;
 
+/// Writing and reading example caches.
+pub use cache::{cache_status, read_cache_header, CacheHeader, CacheReader, CacheStats, CacheStatus, CacheWriter};
 /// Errors of the input side.
 pub use error::DataError;
 /// What parsers feed, and the error of one line.

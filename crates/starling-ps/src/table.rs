@@ -43,14 +43,14 @@ impl TableSpec {
         TableSpec {
             name: name.to_string(),
             dim: model.dim(),
-            optimizer: optimizer.clone(),
+            optimizer: *optimizer,
             init: Init::Model(model.clone()),
         }
     }
 
     /// A dense block stored as chunks of `chunk` floats (the last chunk padded).
     pub fn dense_block(name: &str, chunk: usize, optimizer: &Optimizer, init: Init) -> Self {
-        TableSpec { name: name.to_string(), dim: chunk, optimizer: optimizer.clone(), init }
+        TableSpec { name: name.to_string(), dim: chunk, optimizer: *optimizer, init }
     }
 
     /// Floats per stored row: weights then optimizer state.

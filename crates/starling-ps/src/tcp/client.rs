@@ -352,7 +352,6 @@ impl TcpClient {
         self.next_id = self.next_id.checked_add(1).unwrap_or(1);
         id
     }
-
 }
 
 /// Checked on the client too, so a bad batch is the caller's error and not some server's.

@@ -1,0 +1,275 @@
+//! [`CacheReader`]: streams examples out of a cache, one verified block at a time.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+/// Where the reader is in its pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Reading,
+    /// The end block was read and the totals matched.
+    Done,
+    /// An error was returned; only [`CacheReader::rewind`] resumes.
+    Failed,
+}
+
+/// Reads examples from a cache file, folding keys to `hash_bits`, with memory bounded by one block.
+pub struct CacheReader {
+    path: PathBuf,
+    file: BufReader<File>,
+    header: CacheHeader,
+    hash_bits: u32,
+    data_start: u64,
+    totals: CacheStats,
+    /// File offset of the next byte `file` returns.
+    offset: u64,
+    /// The current block's payload, CRC already checked.
+    block: Vec<u8>,
+    /// File offset of `block[0]` (tests use it to tell which block an example came from).
+    pub(super) block_start: u64,
+    pos: usize,
+    examples: u64,
+    features: u64,
+    state: State,
+}
+
+impl CacheReader {
+    /// Opens `path`, checking magic, version, header and end block, to read keys folded to
+    /// `hash_bits` (0 keeps them whole).
+    pub fn open(path: &Path, hash_bits: u32) -> Result<CacheReader, DataError> {
+        if hash_bits > 64 {
+            return Err(DataError::Config(format!("hash_bits = {hash_bits} is above 64")));
+        }
+        let Opened { file, header, data_start, totals } = Opened::open(path)?;
+        Ok(CacheReader {
+            path: path.to_path_buf(),
+            file,
+            header,
+            hash_bits,
+            data_start,
+            totals,
+            offset: data_start,
+            block: Vec::new(),
+            block_start: data_start,
+            pos: 0,
+            examples: 0,
+            features: 0,
+            state: State::Reading,
+        })
+    }
+
+    /// The cache's header.
+    pub fn header(&self) -> &CacheHeader {
+        &self.header
+    }
+
+    /// The path read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Examples and features in the whole cache (from its end block) and the file size.
+    pub fn totals(&self) -> CacheStats {
+        self.totals
+    }
+
+    /// Examples returned in this pass.
+    pub fn examples_read(&self) -> u64 {
+        self.examples
+    }
+
+    /// Starts another pass from the first example.
+    pub fn rewind(&mut self) -> Result<(), DataError> {
+        self.file.seek(SeekFrom::Start(self.data_start)).map_err(|e| DataError::io(&self.path, e))?;
+        self.offset = self.data_start;
+        self.block.clear();
+        self.pos = 0;
+        self.examples = 0;
+        self.features = 0;
+        self.state = State::Reading;
+        Ok(())
+    }
+
+    /// Reads the next example into `ex` (reusing its allocation); `Ok(false)` after the last one,
+    /// once the end block's totals have been checked.
+    pub fn next(&mut self, ex: &mut Example) -> Result<bool, DataError> {
+        loop {
+            if self.pos < self.block.len() {
+                return match decode(&self.block, &mut self.pos, self.hash_bits, ex) {
+                    Ok(()) => {
+                        self.examples += 1;
+                        self.features += ex.features.len() as u64;
+                        Ok(true)
+                    }
+                    Err((at, expected)) => {
+                        let e = self.corrupt(self.block_start + at as u64, expected.into_owned());
+                        Err(self.stop(e))
+                    }
+                };
+            }
+            match self.state {
+                State::Done => return Ok(false),
+                State::Failed => return Err(self.corrupt(self.offset, "a rewind after the earlier error".into())),
+                State::Reading => self.read_block()?,
+            }
+        }
+    }
+
+    /// Ends the pass at error `e`: no example after a bad one can be trusted.
+    fn stop(&mut self, e: DataError) -> DataError {
+        self.state = State::Failed;
+        self.block.clear();
+        self.pos = 0;
+        e
+    }
+
+    fn corrupt(&self, offset: u64, expected: String) -> DataError {
+        DataError::CacheCorrupt { path: self.path.clone(), offset, expected }
+    }
+
+    /// Reads `buf` at the current offset; the end of the file is a truncation.
+    fn read_exact(&mut self, buf: &mut [u8], expected: &str) -> Result<(), DataError> {
+        if let Err(e) = self.file.read_exact(buf) {
+            let e = match e.kind() {
+                io::ErrorKind::UnexpectedEof => DataError::CacheTruncated {
+                    path: self.path.clone(),
+                    offset: self.offset,
+                    expected: expected.into(),
+                },
+                _ => DataError::io(&self.path, e),
+            };
+            return Err(self.stop(e));
+        }
+        self.offset += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Loads and checks the next block, or reads the end block.
+    fn read_block(&mut self) -> Result<(), DataError> {
+        let at = self.offset;
+        let mut head = [0u8; 8];
+        self.read_exact(&mut head, "a block header or the end block")?;
+        let (len, stored) = (le_u32(&head[..4]) as usize, le_u32(&head[4..]));
+        if len == 0 {
+            return self.read_end(at, &head[4..]);
+        }
+        if len > MAX_BLOCK_SIZE {
+            let e = self.corrupt(at, format!("a block length of at most {MAX_BLOCK_SIZE} bytes, found {len}"));
+            return Err(self.stop(e));
+        }
+        // Checked before the payload is allocated: a corrupt length must not cost 64 MiB.
+        let room = self.totals.bytes.saturating_sub(END_LEN).saturating_sub(at + 8);
+        if len as u64 > room {
+            let expected = format!("a block of {len} bytes, found {room} bytes before the end block");
+            let e = DataError::CacheTruncated { path: self.path.clone(), offset: at, expected };
+            return Err(self.stop(e));
+        }
+        let mut block = std::mem::take(&mut self.block);
+        block.resize(len, 0);
+        let read = self.read_exact(&mut block, "a block payload");
+        self.block = block;
+        if let Err(e) = read {
+            return Err(self.stop(e));
+        }
+        let computed = crc32fast::hash(&self.block);
+        if computed != stored {
+            let e = DataError::CacheChecksum { path: self.path.clone(), offset: at, what: "block", stored, computed };
+            return Err(self.stop(e));
+        }
+        self.block_start = at + 8;
+        self.pos = 0;
+        Ok(())
+    }
+
+    /// Checks the end block at `at` against what this pass read; `first` are the bytes after
+    /// its marker that were read as a block CRC.
+    fn read_end(&mut self, at: u64, first: &[u8]) -> Result<(), DataError> {
+        let mut end = [0u8; END_LEN as usize - 4];
+        end[..4].copy_from_slice(first);
+        self.read_exact(&mut end[4..], "the end block's counts")?;
+        let (stored, computed) = (le_u32(&end[16..]), crc32fast::hash(&end[..16]));
+        if stored != computed {
+            let e =
+                DataError::CacheChecksum { path: self.path.clone(), offset: at, what: "end block", stored, computed };
+            return Err(self.stop(e));
+        }
+        let (examples, features) = (le_u64(&end[..8]), le_u64(&end[8..16]));
+        if (examples, features) != (self.examples, self.features) {
+            let expected = format!(
+                "{examples} examples with {features} features as the end block says, read {} with {}",
+                self.examples, self.features
+            );
+            let e = self.corrupt(at, expected);
+            return Err(self.stop(e));
+        }
+        if self.offset != self.totals.bytes {
+            let e = self.corrupt(self.offset, "the end of the file after the end block".into());
+            return Err(self.stop(e));
+        }
+        self.state = State::Done;
+        Ok(())
+    }
+}
+
+/// Decodes the example at `buf[*pos..]` into `ex`; on error, the offset in `buf` and what was
+/// expected there.
+fn decode(buf: &[u8], pos: &mut usize, bits: u32, ex: &mut Example) -> Result<(), (usize, Cow<'static, str>)> {
+    let head_at = *pos;
+    let head = varint(buf, pos)?;
+    ex.label = f32_at(buf, pos, "a label")?;
+    ex.weight = if head & 1 == 1 { f32_at(buf, pos, "a weight")? } else { 1.0 };
+    ex.features.clear();
+    let n = head >> 1;
+    let left = buf.len() - *pos;
+    if n > (left / MIN_FEATURE_LEN) as u64 {
+        return Err((
+            head_at,
+            format!("an example whose {n} features fit in the {left} bytes left in its block").into(),
+        ));
+    }
+    ex.features.reserve(n as usize);
+    for _ in 0..n {
+        let key = match buf.get(*pos..*pos + 8) {
+            Some(b) => le_u64(b),
+            None => return Err((*pos, "a feature key".into())),
+        };
+        *pos += 8;
+        let tag_at = *pos;
+        let tag = varint(buf, pos)?;
+        let Ok(field) = u32::try_from(tag >> 1) else {
+            return Err((tag_at, "a field index below 2^32".into()));
+        };
+        let value = if tag & 1 == 1 { f32_at(buf, pos, "a feature value")? } else { 1.0 };
+        ex.features.push(Feature { key: fold(key, bits), value, field });
+    }
+    Ok(())
+}
+
+fn f32_at(buf: &[u8], pos: &mut usize, what: &'static str) -> Result<f32, (usize, Cow<'static, str>)> {
+    let b = buf.get(*pos..*pos + 4).ok_or((*pos, Cow::Borrowed(what)))?;
+    *pos += 4;
+    Ok(f32::from_bits(le_u32(b)))
+}
+
+/// LEB128: 7 bits a byte, low first, at most 10 bytes for 64 bits.
+fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, (usize, Cow<'static, str>)> {
+    let start = *pos;
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let Some(&b) = buf.get(*pos) else { return Err((start, "a varint before the end of the block".into())) };
+        *pos += 1;
+        if shift == 63 && b > 1 {
+            return Err((start, "a varint of at most 64 bits".into()));
+        }
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+        shift += 7;
+    }
+}
