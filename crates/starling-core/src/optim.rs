@@ -10,7 +10,7 @@ use crate::error::ModelError;
 
 /// An optimizer and its hyperparameters.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "lowercase")]
+#[serde(tag = "name", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Optimizer {
     /// Plain SGD: `w -= lr (g + l2 w)`.
     Sgd {
