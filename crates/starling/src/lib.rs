@@ -13,6 +13,7 @@ pub mod quickstart;
 pub mod report;
 pub mod stream;
 pub mod trainer;
+pub mod tune;
 pub mod worker;
 
 pub use config::JobConfig;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use starling::config::JobConfig;
-use starling::{cluster, model_file, predict, quickstart, report, trainer};
+use starling::{cluster, model_file, predict, quickstart, report, trainer, tune};
 use starling_core::{Loss, ModelKind, Optimizer};
 use starling_data::synth::{SynthConfig, SynthFormat};
 use starling_data::{Format, NumericTransform};
@@ -34,6 +34,8 @@ enum Command {
     Quickstart(QuickstartArgs),
     /// Run a job on a local cluster: a coordinator, servers and workers as processes of this host.
     Launch(LaunchArgs),
+    /// Train many configurations of a job side by side from one parsed cache and keep the best.
+    Tune(TuneArgs),
     /// Cluster role: resolve the job, register servers and workers, gate clocks, end the job.
     Coordinator(CoordinatorArgs),
     /// Cluster role: hold a share of the model's rows and apply the optimizer to pushed gradients.
@@ -50,6 +52,27 @@ struct LaunchArgs {
     /// Worker processes [cluster.workers].
     #[arg(long)]
     workers: Option<usize>,
+    #[command(flatten)]
+    job: TrainArgs,
+}
+
+#[derive(Args)]
+struct TuneArgs {
+    /// The search space: [search], optional [asha] and [params] (see docs/tune.md).
+    #[arg(long)]
+    space: PathBuf,
+    /// Directory for trials.csv, trials.json, best.toml, best.model (and the cache by default).
+    #[arg(long, default_value = "starling-tune")]
+    out: PathBuf,
+    /// Directory of the binary caches of the parsed input [default: OUT/cache].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Trials running side by side [search.parallel].
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// Trials to run [search.trials].
+    #[arg(long)]
+    trials: Option<usize>,
     #[command(flatten)]
     job: TrainArgs,
 }
@@ -382,6 +405,23 @@ fn job_from(a: &TrainArgs) -> Result<JobConfig> {
     Ok(job)
 }
 
+fn cmd_tune(a: TuneArgs) -> Result<()> {
+    let job = job_from(&a.job)?;
+    if job.data.train.is_empty() {
+        bail!("no training data: give --train FILE... or set [data] train = [...] in the config");
+    }
+    let mut space = tune::SearchSpace::load(&a.space)?;
+    if let Some(p) = a.parallel {
+        space.search.parallel = p.max(1);
+    }
+    if a.trials.is_some() {
+        space.search.trials = a.trials;
+    }
+    let opts = tune::TuneOptions { job, space, out: a.out, cache_dir: a.cache_dir, quiet: a.job.quiet };
+    tune::run(&opts)?;
+    Ok(())
+}
+
 fn cmd_train(a: TrainArgs) -> Result<()> {
     let job = job_from(&a)?;
     if a.print_config {
@@ -557,6 +597,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => cmd_train(a),
+        Command::Tune(a) => cmd_tune(a),
         Command::Predict(a) => cmd_predict(a),
         Command::Eval(a) => cmd_eval(a),
         Command::Gen(a) => cmd_gen(a),

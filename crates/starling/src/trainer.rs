@@ -178,17 +178,16 @@ impl Batched {
         progress: &Progress,
     ) -> Result<Metrics, TrainError> {
         let world = self.clients.len();
-        let worker =
-            |rank| Worker {
-                job,
-                learner: &model.learner,
-                inputs,
-                rank,
-                world,
-                batch_size: job.batch_size(false),
-                // In-process pulls have no latency to hide.
-                prefetch: false,
-            };
+        let worker = |rank| Worker {
+            job,
+            learner: &model.learner,
+            inputs,
+            rank,
+            world,
+            batch_size: job.batch_size(false),
+            // In-process pulls have no latency to hide.
+            prefetch: false,
+        };
         let results: Vec<Result<Metrics, WorkerError>> = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .clients

@@ -1,0 +1,185 @@
+//! One trial: train a job's model online from the binary cache, reporting the holdout metric at
+//! the ASHA rungs, and score it at the end.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use starling_core::metrics::{Metrics, Summary};
+use starling_core::{Example, LearnScratch, Learner, Table};
+use starling_data::cache::CacheReader;
+
+use crate::config::JobConfig;
+use crate::model::{Model, ModelTable};
+use crate::with_table;
+
+use super::asha::{Asha, Decision};
+use super::space::Metric;
+
+/// How a trial ended.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Trained its whole budget; the holdout metrics at the end.
+    Done(Summary),
+    /// Stopped by ASHA at a rung: the fraction of its budget trained and the holdout metrics there.
+    Stopped {
+        /// Fraction of the budget trained.
+        at: f64,
+        /// Holdout metrics at that rung.
+        test: Summary,
+    },
+    /// Could not run or diverged; the reason.
+    Failed(String),
+}
+
+/// The caches a trial reads: training and holdout examples.
+pub struct TrialData<'a> {
+    /// Training examples.
+    pub train: &'a Path,
+    /// Holdout examples.
+    pub test: &'a Path,
+    /// Training examples per pass.
+    pub rows: u64,
+    /// Fields of the examples (FFM sizes its rows by it).
+    pub num_fields: usize,
+}
+
+/// What a running trial shows on the leaderboard.
+pub trait Watch: Sync {
+    /// `done` of `total` training examples learned.
+    fn progress(&self, done: u64, total: u64);
+    /// Holdout metric at a rung.
+    fn rung(&self, at: f64, value: f64);
+}
+
+/// Runs `job` as a trial; returns how it ended, its model when it trained its whole budget, and
+/// the training examples it learned.
+pub fn run(
+    job: &JobConfig,
+    data: &TrialData,
+    asha: Option<&Mutex<Asha>>,
+    metric: Metric,
+    watch: &dyn Watch,
+) -> (Outcome, Option<Model>, u64) {
+    let mut learned = 0;
+    match train(job, data, asha, metric, watch, &mut learned) {
+        Ok((outcome, model)) => (outcome, model, learned),
+        Err(reason) => (Outcome::Failed(reason), None, learned),
+    }
+}
+
+fn train(
+    job: &JobConfig,
+    data: &TrialData,
+    asha: Option<&Mutex<Asha>>,
+    metric: Metric,
+    watch: &dyn Watch,
+    learned: &mut u64,
+) -> Result<(Outcome, Option<Model>), String> {
+    let bits = job.features.hash_bits;
+    let learner =
+        Learner::new(job.model_spec(data.num_fields), job.optimizer, job.model.loss).map_err(|e| e.to_string())?;
+    let table = ModelTable::new(&learner, bits).map_err(|e| e.to_string())?;
+    let mut model = Model { job: job.clone(), learner, table, passes_done: 0, examples_seen: 0 };
+    let budget = u64::from(job.train.passes) * data.rows;
+    let rungs: Vec<(f64, u64)> = asha
+        .map(|a| a.lock().unwrap_or_else(|e| e.into_inner()).rungs().to_vec())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| (f, (f * budget as f64).ceil() as u64))
+        .collect();
+    let mut reader = CacheReader::open(data.train, bits).map_err(|e| e.to_string())?;
+    let (mut next_rung, mut ex, mut scratch) = (0, Example::default(), LearnScratch::default());
+    for pass in 1..=job.train.passes {
+        if pass > 1 {
+            reader.rewind().map_err(|e| e.to_string())?;
+        }
+        let mut progressive = Metrics::new(false);
+        loop {
+            let stop_at = rungs.get(next_rung).map_or(u64::MAX, |r| r.1);
+            let mut run =
+                Run { reader: &mut reader, ex: &mut ex, scratch: &mut scratch, progressive: &mut progressive };
+            let ended =
+                with_table!(&model.table, |t| run.learn_until(&model.learner, t, stop_at, learned, budget, watch))?;
+            if ended {
+                break;
+            }
+            // At a rung: score the holdout and ask whether to go on.
+            let (at, _) = rungs[next_rung];
+            next_rung += 1;
+            let test = evaluate(&model, data.test)?;
+            let value = value_of(&test, metric);
+            watch.rung(at, value);
+            let decision = asha.map_or(Decision::Continue, |a| {
+                a.lock().unwrap_or_else(|e| e.into_inner()).report(next_rung - 1, value)
+            });
+            if decision == Decision::Stop {
+                return Ok((Outcome::Stopped { at, test }, None));
+            }
+        }
+        let loss = progressive.mean_logloss();
+        if progressive.count() > 0 && !loss.is_finite() {
+            return Err(format!("diverged in pass {pass}: the progressive loss is {loss}"));
+        }
+        model.passes_done = pass;
+        model.examples_seen += progressive.count();
+    }
+    watch.progress(*learned, budget);
+    let test = evaluate(&model, data.test)?;
+    if !value_of(&test, metric).is_finite() {
+        return Err(format!("the holdout {} is not finite (diverged)", metric.name()));
+    }
+    Ok((Outcome::Done(test), Some(model)))
+}
+
+/// The state of a trial's pass, for learning up to a stopping point.
+struct Run<'a> {
+    reader: &'a mut CacheReader,
+    ex: &'a mut Example,
+    scratch: &'a mut LearnScratch,
+    progressive: &'a mut Metrics,
+}
+
+impl Run<'_> {
+    /// Learns examples until `learned` reaches `stop_at` (false) or the pass ends (true).
+    fn learn_until<T: Table>(
+        &mut self,
+        learner: &Learner,
+        table: &T,
+        stop_at: u64,
+        learned: &mut u64,
+        budget: u64,
+        watch: &dyn Watch,
+    ) -> Result<bool, String> {
+        while *learned < stop_at {
+            if !self.reader.next(self.ex).map_err(|e| e.to_string())? {
+                return Ok(true);
+            }
+            let score = learner.learn(table, self.ex, self.scratch);
+            self.progressive.add(learner.loss.predict(score), self.ex.label, self.ex.weight);
+            *learned += 1;
+            if *learned % 65_536 == 0 {
+                watch.progress(*learned, budget);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Holdout metrics of `model` on the cache at `path`.
+fn evaluate(model: &Model, path: &Path) -> Result<Summary, String> {
+    let mut reader = CacheReader::open(path, model.job.features.hash_bits).map_err(|e| e.to_string())?;
+    let (mut metrics, mut ex, mut scratch) = (Metrics::new(true), Example::default(), LearnScratch::default());
+    while reader.next(&mut ex).map_err(|e| e.to_string())? {
+        metrics.add(model.predict(&ex, &mut scratch), ex.label, ex.weight);
+    }
+    Ok(metrics.summary())
+}
+
+/// The value of `metric` in `s` (NaN when AUC is undefined, e.g. one class only).
+pub fn value_of(s: &Summary, metric: Metric) -> f64 {
+    match metric {
+        Metric::Logloss => s.logloss,
+        Metric::Auc => s.auc.unwrap_or(f64::NAN),
+        Metric::Rmse => s.rmse,
+    }
+}

@@ -1,0 +1,108 @@
+//! `starling tune` as a user runs it: generated data, a search-space file, the results files.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::gen_data;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_starling");
+
+fn tune(dir: &Path, space: &str, extra: &[&str]) -> (Output, Value) {
+    let d = gen_data();
+    let space_file = dir.join("space.toml");
+    std::fs::write(&space_file, space).unwrap();
+    let out_dir = dir.join("out");
+    let (train, test) = (d.join("train.libsvm"), d.join("test.libsvm"));
+    let mut args: Vec<String> = ["tune", "--train", path(&train), "--test", path(&test), "--hash-bits", "18"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["--space".into(), path(&space_file).into(), "--out".into(), path(&out_dir).into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "starling {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = std::fs::read_to_string(out_dir.join("trials.json")).unwrap();
+    (out, serde_json::from_str(&json).unwrap())
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The trial with the best (lowest) holdout logloss among those that trained to the end.
+fn best_in(report: &Value) -> usize {
+    let trials = report["trials"].as_array().unwrap();
+    let done = trials.iter().filter(|t| t["status"] == "done");
+    let best = done.min_by(|a, b| a["value"].as_f64().unwrap().total_cmp(&b["value"].as_f64().unwrap())).unwrap();
+    best["id"].as_u64().unwrap() as usize
+}
+
+const SPACE_GRID: &str = "[search]\nmethod = \"grid\"\nparallel = 2\n[params]\n\"optimizer.lr\" = [0.02, 0.2]\n\"optimizer.l2\" = [0.0, 0.001]\n";
+
+#[test]
+fn grid_of_four_picks_the_best_holdout_trial_and_writes_its_job_and_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, report) = tune(dir.path(), SPACE_GRID, &[]);
+    let trials = report["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 4);
+    assert!(trials.iter().all(|t| t["status"] == "done"), "{report:#}");
+    let best = best_in(&report);
+    assert_eq!(report["best"].as_u64().unwrap() as usize, best);
+    // The best job is a ready job file with the winning values, and the model loads and scores.
+    let out = dir.path().join("out");
+    let job = std::fs::read_to_string(out.join("best.toml")).unwrap();
+    let params = &trials[best - 1]["params"];
+    for p in params.as_array().unwrap() {
+        let (name, value) = (p[0].as_str().unwrap(), p[1].as_str().unwrap());
+        let key = name.rsplit('.').next().unwrap();
+        assert!(job.contains(&format!("{key} = {value}\n")), "best.toml lacks {name} = {value}:\n{job}");
+    }
+    let test = gen_data().join("test.libsvm");
+    let eval = Command::new(BIN)
+        .args(["eval", "--model", path(&out.join("best.model")), "--data", path(&test)])
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let csv = std::fs::read_to_string(out.join("trials.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+}
+
+#[test]
+fn random_search_of_eight_with_asha_and_a_failing_trial_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    // lr may be negative: those trials fail with a reason, the others go on.
+    let space = "[search]\ntrials = 8\nparallel = 2\nseed = 5\n[asha]\neta = 2\ngrace = 0.25\n[params]\n\"optimizer.lr\" = [-0.1, 0.02, 0.05, 0.1, 0.3]\n\"optimizer.l2\" = { log = [1e-6, 1e-2] }\n";
+    let (_, report) = tune(dir.path(), space, &[]);
+    let trials = report["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 8);
+    let failed: Vec<&Value> = trials.iter().filter(|t| t["status"] == "failed").collect();
+    assert!(!failed.is_empty(), "seed 5 should draw lr = -0.1 at least once: {report:#}");
+    for f in &failed {
+        assert!(f["reason"].as_str().unwrap().contains("lr"), "{f:#}");
+    }
+    assert!(trials.iter().any(|t| t["status"] == "done"), "{report:#}");
+    assert_eq!(report["best"].as_u64().unwrap() as usize, best_in(&report));
+}
+
+#[test]
+fn the_input_is_parsed_once_and_the_cache_reused_by_the_next_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, first) = tune(dir.path(), SPACE_GRID, &[]);
+    let rows = |f: &str| std::fs::read_to_string(gen_data().join(f)).unwrap().lines().count() as u64;
+    // Four trials, one parse: the counter is the text examples read, train and test once each.
+    assert_eq!(first["examples_parsed"].as_u64().unwrap(), rows("train.libsvm") + rows("test.libsvm"));
+    assert_eq!(first["cache_reused"], false);
+    let (_, second) = tune(dir.path(), SPACE_GRID, &["--trials", "2"]);
+    assert_eq!(second["examples_parsed"].as_u64().unwrap(), 0, "{second:#}");
+    assert_eq!(second["cache_reused"], true);
+    // The same config from the same cache gives the same model.
+    assert_eq!(first["trials"][0]["value"], second["trials"][0]["value"]);
+}
