@@ -40,12 +40,7 @@ pub struct TableSpec {
 impl TableSpec {
     /// The sparse table of a single-machine model: same rows, same init.
     pub fn for_model(name: &str, model: &ModelSpec, optimizer: &Optimizer) -> Self {
-        TableSpec {
-            name: name.to_string(),
-            dim: model.dim(),
-            optimizer: *optimizer,
-            init: Init::Model(model.clone()),
-        }
+        TableSpec { name: name.to_string(), dim: model.dim(), optimizer: *optimizer, init: Init::Model(model.clone()) }
     }
 
     /// A dense block stored as chunks of `chunk` floats (the last chunk padded).

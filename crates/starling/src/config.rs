@@ -54,6 +54,9 @@ pub struct DataConfig {
     pub train: Vec<PathBuf>,
     /// Holdout files evaluated after training (and after each pass when `train.eval_each_pass`).
     pub test: Vec<PathBuf>,
+    /// Directory of binary caches of the parsed input: `starling train` and `tune` parse the text
+    /// once into it and read the cache from then on (every pass, later runs). Unset: no cache.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Model family and size.

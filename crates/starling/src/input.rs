@@ -4,13 +4,32 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use starling_core::Loss;
+use starling_core::{Example, Loss};
+use starling_data::cache::CacheReader;
 use starling_data::{assign_splits, expand_inputs, make_splits, BadLines, DataError, ExampleReader, Pipeline, Split};
 
 use crate::config::JobConfig;
 
-/// A reader of examples for one thread.
-pub type Reader = ExampleReader;
+/// A reader of examples for one thread: parsing the text, or decoding the binary cache of it.
+// One per thread, called per example: a box would add an indirection to the hot loop.
+#[allow(clippy::large_enum_variant)]
+pub enum Reader {
+    /// Parses text files through the pipeline.
+    Text(ExampleReader),
+    /// Reads a share of a cache (see [`crate::cache`]).
+    Cache(CacheReader),
+}
+
+impl Reader {
+    /// Reads the next example into `ex`; `Ok(false)` at the end of this reader's share.
+    #[inline]
+    pub fn next(&mut self, ex: &mut Example) -> Result<bool, DataError> {
+        match self {
+            Reader::Text(r) => r.next(ex),
+            Reader::Cache(r) => r.next(ex),
+        }
+    }
+}
 
 /// Why reading input (or writing predictions) failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +40,23 @@ pub enum InputError {
     /// Writing output failed.
     #[error("writing output: {0}")]
     Output(String),
+    /// Writing a cache of the input failed.
+    #[error("writing the input cache {path}: {source}")]
+    Cache {
+        /// The cache file or its directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A cache read in place of the text.
+struct CacheUse {
+    path: PathBuf,
+    /// Keys are folded to this many bits on reading.
+    hash_bits: u32,
+    /// The `(rank, world)` slice of the text the cache holds.
+    share: (usize, usize),
 }
 
 /// A job's input, ready to hand out per-thread readers.
@@ -28,6 +64,8 @@ pub struct Inputs {
     splits: Vec<Split>,
     pipeline: Pipeline,
     bad: Arc<BadLines>,
+    /// A cache of these inputs to read instead (see [`Inputs::use_cache`]).
+    cache: Option<CacheUse>,
 }
 
 impl Inputs {
@@ -42,6 +80,7 @@ impl Inputs {
             splits: make_splits(&files, threads.max(1))?,
             bad: BadLines::new(job.features.max_bad_lines),
             pipeline,
+            cache: None,
         })
     }
 
@@ -50,8 +89,27 @@ impl Inputs {
         self.pipeline.num_fields()
     }
 
-    /// The reader of thread `rank` of `world`: its share of the splits, in input order.
-    pub fn reader(&self, rank: usize, world: usize) -> Reader {
+    /// Reads the cache at `path` from now on, folding keys to `hash_bits`. It holds the
+    /// `share = (rank, world)` slice of these inputs' text: the whole ([`crate::cache::WHOLE`]),
+    /// which threads then split by blocks, or exactly the slice this process will ask for.
+    pub fn use_cache(&mut self, path: PathBuf, hash_bits: u32, share: (usize, usize)) {
+        self.cache = Some(CacheUse { path, hash_bits, share });
+    }
+
+    /// The reader of thread `rank` of `world`: its share of the cache's blocks when there is a
+    /// cache, else of the text splits, in input order.
+    pub fn reader(&self, rank: usize, world: usize) -> Result<Reader, DataError> {
+        let Some(c) = &self.cache else { return Ok(Reader::Text(self.text_reader(rank, world))) };
+        let whole = CacheReader::open(&c.path, c.hash_bits)?;
+        if c.share == crate::cache::WHOLE {
+            return Ok(Reader::Cache(whole.share(rank, world)?));
+        }
+        assert_eq!(c.share, (rank, world), "a cache of one slice read as another");
+        Ok(Reader::Cache(whole))
+    }
+
+    /// The text reader of thread `rank` of `world`, whether or not there is a cache.
+    pub fn text_reader(&self, rank: usize, world: usize) -> ExampleReader {
         ExampleReader::new(assign_splits(&self.splits, rank, world), self.pipeline.clone(), self.bad.clone())
     }
 

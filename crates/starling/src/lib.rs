@@ -2,6 +2,7 @@
 //! progress and reports. The numerics live in `starling-core`, the parsing in `starling-data`;
 //! this crate only wires them together.
 
+pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod input;

@@ -64,9 +64,6 @@ struct TuneArgs {
     /// Directory for trials.csv, trials.json, best.toml, best.model (and the cache by default).
     #[arg(long, default_value = "starling-tune")]
     out: PathBuf,
-    /// Directory of the binary caches of the parsed input [default: OUT/cache].
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
     /// Trials running side by side [search.parallel].
     #[arg(long)]
     parallel: Option<usize>,
@@ -139,6 +136,9 @@ struct TrainArgs {
     /// Holdout files evaluated after training [data.test].
     #[arg(long, num_args = 1..)]
     test: Vec<PathBuf>,
+    /// Parse the input once into binary caches in this directory and train from them [data.cache_dir].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
     /// Malformed lines to skip and report before failing; 0 stops at the first [features.max_bad_lines].
     #[arg(long)]
     max_bad_lines: Option<u64>,
@@ -316,6 +316,9 @@ fn job_from(a: &TrainArgs) -> Result<JobConfig> {
     if !a.train.is_empty() {
         job.data.train = a.train.clone();
     }
+    if a.cache_dir.is_some() {
+        job.data.cache_dir = a.cache_dir.clone();
+    }
     if !a.test.is_empty() {
         job.data.test = a.test.clone();
     }
@@ -417,7 +420,7 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     if a.trials.is_some() {
         space.search.trials = a.trials;
     }
-    let opts = tune::TuneOptions { job, space, out: a.out, cache_dir: a.cache_dir, quiet: a.job.quiet };
+    let opts = tune::TuneOptions { job, space, out: a.out, quiet: a.job.quiet };
     tune::run(&opts)?;
     Ok(())
 }

@@ -26,7 +26,7 @@ pub fn predict_to(
     out: &mut dyn Write,
 ) -> Result<Scored, InputError> {
     let inputs = open_for(model, data, max_bad_lines, 1)?;
-    let mut reader = inputs.reader(0, 1);
+    let mut reader = inputs.reader(0, 1)?;
     let mut metrics = Metrics::new(true);
     let mut scratch = LearnScratch::default();
     let mut ex = Example::default();

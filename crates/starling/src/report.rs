@@ -38,6 +38,9 @@ pub fn train_json(r: &crate::trainer::TrainReport) -> String {
         num(r.progressive.logloss),
         r.bad_lines
     );
+    if let Some(n) = r.cache_parsed {
+        let _ = write!(out, ", \"cache_parsed\": {n}");
+    }
     if let Some(t) = &r.test {
         let _ = write!(out, ", \"test\": {}", summary_json(t));
     }
@@ -116,9 +119,9 @@ pub fn job_json(r: &crate::cluster::coordinator::JobReport) -> String {
         list(&r.granted_staleness.counts, |c| c.to_string()),
         r.granted_staleness.max
     );
-    let _ = write!(
+    let _ = writeln!(
         out,
-        ", \"servers\": {}, \"lost_workers\": {}, \"checkpoints\": {}}}\n",
+        ", \"servers\": {}, \"lost_workers\": {}, \"checkpoints\": {}}}",
         list(&r.servers, |s| format!(
             "{{\"rows\": {}, \"pulls\": {}, \"keys_pulled\": {}, \"pushes\": {}, \"keys_pushed\": {}}}",
             s.rows, s.pulls, s.keys_pulled, s.pushes, s.keys_pushed

@@ -10,6 +10,7 @@ use starling_core::{Example, LearnScratch, Learner, Table};
 use starling_data::DataError;
 use starling_ps::{LocalClient, LocalClocks, LocalCluster, ParamClient, TableSpec};
 
+use crate::cache;
 use crate::config::{ConfigError, JobConfig};
 use crate::input::{InputError, Inputs, Reader};
 use crate::model::{Model, ModelTable};
@@ -60,6 +61,9 @@ pub struct TrainReport {
     pub bad_lines: u64,
     /// First few skipped lines, for the end-of-run report.
     pub bad_line_samples: Vec<String>,
+    /// With `data.cache_dir`: text examples parsed into caches by this run (0 when every cache was
+    /// reused); `None` without a cache.
+    pub cache_parsed: Option<u64>,
 }
 
 /// Trains the model `job` describes (or continues `job.train.init_model`) and returns it.
@@ -67,7 +71,13 @@ pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), Train
     job.validate()?;
     let mut job = job.clone();
     let (train_paths, test_paths, threads) = (job.data.train.clone(), job.data.test.clone(), job.train.threads);
-    let train_inputs = Inputs::open(&mut job, &train_paths, threads)?;
+    let mut train_inputs = Inputs::open(&mut job, &train_paths, threads)?;
+    let mut cache_parsed = None;
+    if let Some(dir) = job.data.cache_dir.clone() {
+        let (path, parsed) = cache::ensure(&job, &train_paths, &dir, "train", cache::WHOLE)?;
+        train_inputs.use_cache(path, job.features.hash_bits, cache::WHOLE);
+        cache_parsed = Some(parsed);
+    }
     let optimizer = job.optimizer;
     let spec = job.model_spec(train_inputs.num_fields());
     let learner = Learner::new(spec, optimizer, job.model.loss)
@@ -82,9 +92,15 @@ pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), Train
             examples_seen: 0,
         },
     };
-    let test_inputs = if test_paths.is_empty() { None } else { Some(Inputs::open(&mut job, &test_paths, threads)?) };
+    let mut test_inputs =
+        if test_paths.is_empty() { None } else { Some(Inputs::open(&mut job, &test_paths, threads)?) };
+    if let (Some(dir), Some(test)) = (job.data.cache_dir.clone(), test_inputs.as_mut()) {
+        let (path, parsed) = cache::ensure(&job, &test_paths, &dir, "test", cache::WHOLE)?;
+        test.use_cache(path, job.features.hash_bits, cache::WHOLE);
+        cache_parsed = cache_parsed.map(|n| n + parsed);
+    }
 
-    let mut report = TrainReport::default();
+    let mut report = TrainReport { cache_parsed, ..TrainReport::default() };
     let start = Instant::now();
     let mut batched = (job.batch_size(false) > 1).then(|| Batched::new(&model, &job));
     for p in 0..job.train.passes {
@@ -143,7 +159,7 @@ fn run_pass<T: Table>(
 ) -> Result<Metrics, InputError> {
     let threads = job.train.threads;
     on_threads(threads, false, |rank| {
-        let mut reader = inputs.reader(rank, threads);
+        let mut reader = inputs.reader(rank, threads)?;
         Ok(learn_stream(learner, table, &mut reader, shuffle_for(job, pass, rank), progress)?)
     })
 }
@@ -313,7 +329,7 @@ fn resume(job: &JobConfig, learner: Learner, path: &std::path::Path) -> Result<M
 pub fn evaluate_inputs(model: &Model, inputs: &Inputs, threads: usize, quiet: bool) -> Result<Summary, InputError> {
     let progress = Progress::new("eval", quiet);
     let total = on_threads(threads, true, |rank| {
-        let mut reader = inputs.reader(rank, threads);
+        let mut reader = inputs.reader(rank, threads)?;
         let mut metrics = Metrics::new(true);
         let mut scratch = LearnScratch::default();
         let mut ex = Example::default();

@@ -104,7 +104,7 @@ impl Worker<'_> {
         bufs: &mut StepBuffers,
         progress: &Progress,
     ) -> Result<Metrics, WorkerError> {
-        let mut reader = self.inputs.reader(self.rank, self.world);
+        let mut reader = self.inputs.reader(self.rank, self.world)?;
         let mut metrics = Metrics::new(false);
         let mut reported = (0u64, 0f64);
         bufs.next.batch.clear();
@@ -238,7 +238,7 @@ pub fn evaluate(
     client: &mut dyn ParamClient,
 ) -> Result<Metrics, WorkerError> {
     let dim = learner.model.dim();
-    let mut reader = inputs.reader(rank, world);
+    let mut reader = inputs.reader(rank, world)?;
     let mut metrics = Metrics::new(true);
     let (mut batch, mut weights, mut scratch) = (MiniBatch::new(), Vec::new(), BatchScratch::default());
     let mut flush = |batch: &mut MiniBatch, metrics: &mut Metrics| -> Result<(), WorkerError> {

@@ -53,10 +53,28 @@ fn bsp_with_one_worker_gives_the_single_machine_model() {
     let j = job(dir.path(), "[model]\nkind = \"fm\"\nk = 4\n[optimizer]\nname = \"ftrl\"\n[train]\nbatch_size = 100\n");
     let (one, ck) = (dir.path().join("one.model"), dir.path().join("ck"));
     run(&["train", "-q", "-c", j.to_str().unwrap(), "--save", one.to_str().unwrap()]);
-    run(&["launch", "--servers", "2", "--workers", "1", "-c", j.to_str().unwrap(), "--save", ck.to_str().unwrap()]);
+    // The worker trains from a binary cache of its slice, which must not change what it learns.
+    let cache = dir.path().join("cache");
+    let c = cache.to_str().unwrap();
+    run(&[
+        "launch",
+        "--servers",
+        "2",
+        "--workers",
+        "1",
+        "-c",
+        j.to_str().unwrap(),
+        "--save",
+        ck.to_str().unwrap(),
+        "--cache-dir",
+        c,
+    ]);
     let (a, b) = (starling::model_file::load(&one).unwrap(), starling::model_file::load(&ck).unwrap());
     assert!(!rows(&a).is_empty());
     assert_eq!(rows(&a), rows(&b), "the cluster's rows differ from the single-machine trainer's");
+    let names: Vec<String> =
+        std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(names.len() == 1 && names[0].starts_with("train-"), "cache files: {names:?}");
 }
 
 #[test]

@@ -59,6 +59,26 @@ fn resumed_training_equals_uninterrupted_training() {
 }
 
 #[test]
+fn training_from_the_cache_equals_training_from_text_and_a_later_run_parses_nothing() {
+    let mut job = fm_job(2);
+    job.data.test = vec![common::gen_data().join("test.libsvm")];
+    let (text, text_report) = trainer::train(&job, true).unwrap();
+    assert_eq!(text_report.cache_parsed, None);
+
+    let dir = tempfile::tempdir().unwrap();
+    job.data.cache_dir = Some(dir.path().join("cache"));
+    let (first, first_report) = trainer::train(&job, true).unwrap();
+    let (second, second_report) = trainer::train(&job, true).unwrap();
+    // Both files are parsed once, by the first run (40k train + 10k test rows), and never again.
+    assert_eq!(first_report.cache_parsed, Some(50_000));
+    assert_eq!(second_report.cache_parsed, Some(0));
+    assert!(common::rows(&text) == common::rows(&first), "the cache changed what was learned");
+    assert!(common::rows(&first) == common::rows(&second));
+    assert_eq!(text_report.test.unwrap().logloss, second_report.test.unwrap().logloss);
+    assert_eq!(text_report.train_examples, second_report.train_examples);
+}
+
+#[test]
 fn one_thread_with_a_seed_is_deterministic() {
     let (a, _) = trainer::train(&fm_job(1), true).unwrap();
     let (b, _) = trainer::train(&fm_job(1), true).unwrap();

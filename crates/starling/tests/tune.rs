@@ -106,3 +106,40 @@ fn the_input_is_parsed_once_and_the_cache_reused_by_the_next_search() {
     // The same config from the same cache gives the same model.
     assert_eq!(first["trials"][0]["value"], second["trials"][0]["value"]);
 }
+
+#[test]
+fn trials_run_as_local_cluster_jobs_with_runner_launch() {
+    let dir = tempfile::tempdir().unwrap();
+    // One server, two workers per trial; a trial with an invalid lr fails inside its cluster job.
+    let space = "[search]\nmethod = \"grid\"\nparallel = 2\nrunner = \"launch\"\n[params]\n\"optimizer.lr\" = [0.1, -0.1]\n\"cluster.servers\" = [1]\n\"cluster.workers\" = [2]\n";
+    let (_, report) = tune(dir.path(), space, &["--batch-size", "100"]);
+    let trials = report["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 2);
+    assert_eq!(trials[0]["status"], "done", "{report:#}");
+    assert_eq!(trials[1]["status"], "failed", "{report:#}");
+    assert!(trials[1]["reason"].as_str().unwrap().contains("lr"), "{report:#}");
+    assert_eq!(report["best"], 1);
+    assert!(report["examples_parsed"].is_null());
+    let out = dir.path().join("out");
+    // Each trial is a cluster job with its own job file and log; the workers cached their slices.
+    let job = std::fs::read_to_string(out.join("trials/1/job.toml")).unwrap();
+    assert!(job.contains("workers = 2"), "{job}");
+    let mut cached: Vec<String> =
+        std::fs::read_dir(out.join("cache")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    cached.sort();
+    assert!(
+        cached.len() == 2 && cached[0].starts_with("train-0of2-") && cached[1].starts_with("train-1of2-"),
+        "{cached:?}"
+    );
+    let model = starling::model_file::load(&out.join("best.model")).unwrap();
+    assert!(model.examples_seen > 0);
+    // The cluster's holdout metric of the winner is what the saved model scores.
+    let test = gen_data().join("test.libsvm");
+    let eval = Command::new(BIN)
+        .args(["eval", "--model", path(&out.join("best.model")), "--data", path(&test)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&eval.stdout);
+    let logloss = format!("logloss {:.5}", trials[0]["value"].as_f64().unwrap());
+    assert!(text.contains(&logloss), "eval says {text}, the search {logloss}");
+}

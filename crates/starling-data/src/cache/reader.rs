@@ -35,6 +35,11 @@ pub struct CacheReader {
     examples: u64,
     features: u64,
     state: State,
+    /// This reader's share: blocks `i` with `i % world == rank`.
+    rank: usize,
+    world: usize,
+    /// Index of the next block in the file.
+    block_index: usize,
 }
 
 impl CacheReader {
@@ -59,7 +64,22 @@ impl CacheReader {
             examples: 0,
             features: 0,
             state: State::Reading,
+            rank: 0,
+            world: 1,
+            block_index: 0,
         })
+    }
+
+    /// Reads only share `rank` of `world`: every `world`-th block from block `rank`, so threads
+    /// split a cache as they split text files. The end block's totals cover the whole file, so
+    /// only a reader of the whole file (`world = 1`) checks them; every block's CRC is still
+    /// checked by the share that reads it.
+    pub fn share(mut self, rank: usize, world: usize) -> Result<CacheReader, DataError> {
+        if world == 0 || rank >= world {
+            return Err(DataError::Config(format!("cache share {rank} of {world}: expected a rank below the count")));
+        }
+        (self.rank, self.world) = (rank, world);
+        Ok(self)
     }
 
     /// The cache's header.
@@ -90,6 +110,7 @@ impl CacheReader {
         self.pos = 0;
         self.examples = 0;
         self.features = 0;
+        self.block_index = 0;
         self.state = State::Reading;
         Ok(())
     }
@@ -168,6 +189,16 @@ impl CacheReader {
             let e = DataError::CacheTruncated { path: self.path.clone(), offset: at, expected };
             return Err(self.stop(e));
         }
+        let index = self.block_index;
+        self.block_index += 1;
+        if index % self.world != self.rank {
+            // Another share's block: skipped unread (its reader checks it).
+            self.file.seek_relative(len as i64).map_err(|e| DataError::io(&self.path, e))?;
+            self.offset += len as u64;
+            self.block.clear();
+            self.pos = 0;
+            return Ok(());
+        }
         let mut block = std::mem::take(&mut self.block);
         block.resize(len, 0);
         let read = self.read_exact(&mut block, "a block payload");
@@ -198,7 +229,7 @@ impl CacheReader {
             return Err(self.stop(e));
         }
         let (examples, features) = (le_u64(&end[..8]), le_u64(&end[8..16]));
-        if (examples, features) != (self.examples, self.features) {
+        if self.world == 1 && (examples, features) != (self.examples, self.features) {
             let expected = format!(
                 "{examples} examples with {features} features as the end block says, read {} with {}",
                 self.examples, self.features

@@ -362,3 +362,26 @@ fn status_and_atomic_creation() {
     assert_eq!(read_cache_header(&path).unwrap(), Some(header("fp")));
     assert!(same(&read_all(&mut CacheReader::open(&path, 0).unwrap()).unwrap(), &exs));
 }
+
+#[test]
+fn shares_split_the_blocks_and_together_read_every_example_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.cache");
+    let exs = examples(1500, 9);
+    write_cache(&path, &exs, 4096);
+    let mut all = Vec::new();
+    for rank in 0..3 {
+        let mut r = CacheReader::open(&path, 0).unwrap().share(rank, 3).unwrap();
+        let part = read_all(&mut r).unwrap();
+        assert!(!part.is_empty(), "share {rank} got no block");
+        r.rewind().unwrap();
+        assert!(same(&read_all(&mut r).unwrap(), &part), "share {rank} changed on rewind");
+        all.extend(part);
+    }
+    let key = |e: &Example| (e.label.to_bits(), e.features.iter().map(|f| f.key).collect::<Vec<_>>());
+    let (mut a, mut b): (Vec<_>, Vec<_>) = (all.iter().map(key).collect(), exs.iter().map(key).collect());
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    assert!(CacheReader::open(&path, 0).unwrap().share(3, 3).is_err());
+}

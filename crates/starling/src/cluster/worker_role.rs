@@ -11,6 +11,7 @@ use starling_ps::{ClientStats, ParamClient, PsError, TableSpec, Wait};
 
 use super::link::CoordLink;
 use super::ClusterError;
+use crate::cache;
 use crate::config::{ConfigError, JobConfig};
 use crate::input::Inputs;
 use crate::progress::Progress;
@@ -105,7 +106,12 @@ pub fn run(opts: &WorkerOptions) -> Result<(), ClusterError> {
     let mut job = JobConfig::from_toml(&job, "the job from the coordinator")?;
     let setup = (|| -> Result<_, ClusterError> {
         let train = job.data.train.clone();
-        let inputs = Inputs::open(&mut job, &train, world)?;
+        let mut inputs = Inputs::open(&mut job, &train, world)?;
+        if let Some(dir) = job.data.cache_dir.clone() {
+            // Each worker caches its own slice: later passes and a resumed job read it back.
+            let (path, _) = cache::ensure(&job, &train, &dir, "train", (rank, world))?;
+            inputs.use_cache(path, job.features.hash_bits, (rank, world));
+        }
         let learner = Learner::new(job.model_spec(inputs.num_fields()), job.optimizer, job.model.loss)
             .map_err(|e| ConfigError::Invalid { field: "model", message: e.to_string() })?;
         let opts2 =

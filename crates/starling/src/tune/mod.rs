@@ -11,6 +11,7 @@ mod asha;
 mod assign;
 mod board;
 mod cache;
+mod launched;
 mod space;
 mod trial;
 
@@ -22,8 +23,8 @@ use std::time::{Duration, Instant};
 pub use asha::{Asha, Decision};
 pub use assign::trial_job;
 pub use board::{Board, Row};
-pub use cache::{prepare, Prepared};
-pub use space::{AshaConfig, Dimension, Method, Metric, SearchConfig, SearchSpace, SpaceError};
+pub use cache::{prepare, resolve, Prepared};
+pub use space::{AshaConfig, Dimension, Method, Metric, Runner, SearchConfig, SearchSpace, SpaceError};
 pub use trial::Outcome;
 
 use crate::config::JobConfig;
@@ -60,10 +61,8 @@ pub struct TuneOptions {
     pub job: JobConfig,
     /// What varies and how.
     pub space: SearchSpace,
-    /// Where results, the best job and model, and (by default) the caches go.
+    /// Where results, the best job and model, and the caches (unless `data.cache_dir` is set) go.
     pub out: PathBuf,
-    /// Where the binary caches live (default `out/cache`); reused when they match the input.
-    pub cache_dir: Option<PathBuf>,
     /// No status lines.
     pub quiet: bool,
 }
@@ -77,10 +76,11 @@ pub struct TuneReport {
     pub trials: Vec<Row>,
     /// Number (from 1) of the best trial that trained its whole budget.
     pub best: Option<usize>,
-    /// Text examples parsed by this run (0 when the caches were reused).
-    pub examples_parsed: u64,
-    /// Whether the caches existed and matched the input.
-    pub cache_reused: bool,
+    /// Text examples parsed by this run (0 when the caches were reused); `null` with
+    /// `runner = "launch"`, whose workers cache their own slices.
+    pub examples_parsed: Option<u64>,
+    /// Whether the caches existed and matched the input (`null` with `runner = "launch"`).
+    pub cache_reused: Option<bool>,
     /// Wall time of the whole search.
     pub seconds: f64,
 }
@@ -99,7 +99,7 @@ pub const BEST_MODEL: &str = "best.model";
 /// Runs the search.
 pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
     let start = Instant::now();
-    let TuneOptions { job, space, out, cache_dir, quiet } = opts;
+    let TuneOptions { job, space, out, quiet } = opts;
     if job.data.test.is_empty() {
         return Err(TuneError::Invalid("tune ranks trials on a holdout: set data.test (--test)".into()));
     }
@@ -111,23 +111,40 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
     if let Some((p, _)) = space.params.iter().find(|(p, _)| p.starts_with("data.")) {
         return Err(TuneError::Invalid(format!("the space varies `{p}`: every trial trains on the same data")));
     }
+    let launch = space.search.runner == Runner::Launch;
+    if launch && space.asha.is_some() {
+        return Err(TuneError::Invalid(
+            "ASHA stops trials at rungs inside their training, which a launched cluster job does not report: remove [asha] or use runner = \"threads\"".into(),
+        ));
+    }
     let assignments = space.trials().map_err(TuneError::Invalid)?;
     std::fs::create_dir_all(out).map_err(|source| TuneError::Write { path: out.clone(), source })?;
-    let cache_dir = cache_dir.clone().unwrap_or_else(|| out.join("cache"));
+    let cache_dir = job.data.cache_dir.clone().unwrap_or_else(|| out.join("cache"));
     let say = |s: &str| {
         if !quiet {
             eprintln!("{s}");
         }
     };
-    let data = prepare(job, &cache_dir)?;
-    let job = &data.job;
-    say(&format!(
-        "tune: {} training and {} holdout examples {} ({})",
-        data.rows,
-        data.test_rows,
-        if data.reused { "from the cache" } else { "parsed once into the cache" },
-        cache_dir.display()
-    ));
+    // Launched trials' workers cache their own slices of the text (shared by every trial).
+    let (data, job) = if launch {
+        say(&format!(
+            "tune: each trial is a `starling launch` job; workers cache their input in {}",
+            cache_dir.display()
+        ));
+        (None, resolve(job)?)
+    } else {
+        let data = prepare(job, &cache_dir)?;
+        say(&format!(
+            "tune: {} training and {} holdout examples {} ({})",
+            data.rows,
+            data.test_rows,
+            if data.reused { "from the cache" } else { "parsed once into the cache" },
+            cache_dir.display()
+        ));
+        let job = data.job.clone();
+        (Some(data), job)
+    };
+    let job = &job;
 
     let metric = space.search.metric;
     let board = Board::new(
@@ -153,8 +170,8 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(values) = assignments.get(i) else { return };
                 board.start(i);
-                let (outcome, model, learned, budget) = match trial_job(job, values) {
-                    Ok(tj) => {
+                let (outcome, model, learned, budget) = match (trial_job(job, values), &data) {
+                    (Ok(tj), Some(data)) => {
                         let td = trial::TrialData {
                             train: &data.train,
                             test: &data.test,
@@ -163,14 +180,19 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
                         };
                         let budget = u64::from(tj.train.passes) * data.rows;
                         let (o, m, l) = trial::run(&tj, &td, asha.as_ref(), metric, &board.watch(i));
-                        (o, m, l, budget)
+                        (o, m.map(|m| Trained::InMemory(Box::new(m))), l, budget)
                     }
-                    Err(reason) => (Outcome::Failed(reason), None, 0, 0),
+                    (Ok(tj), None) => {
+                        let dir = launched::TrialDir::new(out, i + 1);
+                        let (o, l) = launched::run(&tj, &dir, &cache_dir, metric);
+                        (o, Some(Trained::Saved(dir.model())), l, l)
+                    }
+                    (Err(reason), _) => (Outcome::Failed(reason), None, 0, 0),
                 };
                 board.finish(i, &outcome, learned, budget);
                 if let (Outcome::Done(s), Some(model)) = (&outcome, model) {
                     let value = trial::value_of(s, metric);
-                    if let Err(e) = keep_if_best(&best_model, i, value, metric, &model, out) {
+                    if let Err(e) = keep_if_best(&best_model, i, value, metric, model, out) {
                         save_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
                     }
                 }
@@ -202,8 +224,8 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
         metric,
         trials: board.rows(),
         best: best.map(|(i, _)| i + 1),
-        examples_parsed: data.parsed,
-        cache_reused: data.reused,
+        examples_parsed: data.as_ref().map(|d| d.parsed),
+        cache_reused: data.as_ref().map(|d| d.reused),
         seconds: start.elapsed().as_secs_f64(),
     };
     write_results(out, &board, &report)?;
@@ -225,13 +247,21 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
     Ok(report)
 }
 
+/// A trial's trained model.
+enum Trained {
+    /// Trained in this process.
+    InMemory(Box<Model>),
+    /// Saved by a launched cluster job (a distributed checkpoint).
+    Saved(PathBuf),
+}
+
 /// Saves `model` as the best model when trial `i`'s `value` beats the best so far.
 fn keep_if_best(
     best: &Mutex<Option<(usize, f64)>>,
     i: usize,
     value: f64,
     metric: Metric,
-    model: &Model,
+    model: Trained,
     out: &Path,
 ) -> Result<(), TuneError> {
     let mut best = best.lock().unwrap_or_else(|e| e.into_inner());
@@ -241,7 +271,12 @@ fn keep_if_best(
         Some((j, b)) => metric.better(value, b) || (value == b && i < j),
     };
     if improves {
-        crate::model_file::save(model, &out.join(BEST_MODEL))?;
+        let model = match model {
+            Trained::InMemory(m) => *m,
+            // One file, whatever the cluster's shape, so `best.model` reads the same either way.
+            Trained::Saved(path) => crate::model_file::load(&path)?,
+        };
+        crate::model_file::save(&model, &out.join(BEST_MODEL))?;
         *best = Some((i, value));
     }
     Ok(())

@@ -58,6 +58,17 @@ pub enum Method {
     Random,
 }
 
+/// Where trials run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runner {
+    /// In this process, one thread per trial, from the shared cache (with ASHA).
+    #[default]
+    Threads,
+    /// Each trial a `starling launch` job (its `[cluster]` servers and workers), run to the end.
+    Launch,
+}
+
 /// The holdout metric trials are ranked by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -104,11 +115,20 @@ pub struct SearchConfig {
     pub metric: Metric,
     /// Seed of random search.
     pub seed: u64,
+    /// Where trials run.
+    pub runner: Runner,
 }
 
 impl Default for SearchConfig {
     fn default() -> Self {
-        SearchConfig { method: Method::Random, trials: None, parallel: 1, metric: Metric::Logloss, seed: 1 }
+        SearchConfig {
+            method: Method::Random,
+            trials: None,
+            parallel: 1,
+            metric: Metric::Logloss,
+            seed: 1,
+            runner: Runner::Threads,
+        }
     }
 }
 
