@@ -46,6 +46,20 @@ impl ModelTable {
         Ok(ModelTable::Dense(learner.dense_table(hash_bits)))
     }
 
+    /// A table for `learner` as [`ModelTable::new`] makes it, reusing `spare`'s memory (cleared)
+    /// when it is a dense table of the same shape.
+    pub fn reuse(spare: Option<ModelTable>, learner: &Learner, hash_bits: u32) -> Result<Self, ConfigError> {
+        match spare {
+            Some(ModelTable::Dense(mut t))
+                if hash_bits > 0 && t.bits() == hash_bits && t.row_len() == learner.row_len() =>
+            {
+                t.clear(learner.row_init());
+                Ok(ModelTable::Dense(t))
+            }
+            _ => ModelTable::new(learner, hash_bits),
+        }
+    }
+
     /// The table as a trait object, for code off the hot path.
     pub fn as_dyn(&self) -> &dyn Table {
         with_table!(self, |t| t as &dyn Table)

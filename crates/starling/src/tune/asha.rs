@@ -31,7 +31,8 @@ impl Asha {
     pub fn new(eta: f64, grace: f64, metric: Metric) -> Self {
         let mut rungs = Vec::new();
         let mut r = grace;
-        while r < 1.0 - 1e-9 {
+        // A rung within 1 % of the end saves nothing (grace 0.111 with eta 3 gives 0.999).
+        while r < 0.99 {
             rungs.push(r);
             r *= eta;
         }
@@ -73,6 +74,7 @@ mod tests {
         assert_eq!(a.rungs().len(), 2);
         assert!((a.rungs()[1] - 1.0 / 3.0).abs() < 1e-12);
         assert!(Asha::new(2.0, 1.0, Metric::Auc).rungs().is_empty());
+        assert_eq!(Asha::new(3.0, 0.111, Metric::Logloss).rungs().len(), 2, "no rung at 0.999");
     }
 
     #[test]

@@ -270,15 +270,18 @@ fn keep_if_best(
         // Ties go to the earlier trial, so the result does not depend on thread timing.
         Some((j, b)) => metric.better(value, b) || (value == b && i < j),
     };
+    let model = match model {
+        Trained::InMemory(m) => *m,
+        Trained::Saved(_) if !improves => return Ok(()),
+        // One file, whatever the cluster's shape, so `best.model` reads the same either way.
+        Trained::Saved(path) => crate::model_file::load(&path)?,
+    };
     if improves {
-        let model = match model {
-            Trained::InMemory(m) => *m,
-            // One file, whatever the cluster's shape, so `best.model` reads the same either way.
-            Trained::Saved(path) => crate::model_file::load(&path)?,
-        };
         crate::model_file::save(&model, &out.join(BEST_MODEL))?;
         *best = Some((i, value));
     }
+    drop(best);
+    trial::recycle(model);
     Ok(())
 }
 

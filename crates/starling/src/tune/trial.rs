@@ -78,7 +78,7 @@ fn train(
     let bits = job.features.hash_bits;
     let learner =
         Learner::new(job.model_spec(data.num_fields), job.optimizer, job.model.loss).map_err(|e| e.to_string())?;
-    let table = ModelTable::new(&learner, bits).map_err(|e| e.to_string())?;
+    let table = ModelTable::reuse(SPARE.take(), &learner, bits).map_err(|e| e.to_string())?;
     let mut model = Model { job: job.clone(), learner, table, passes_done: 0, examples_seen: 0 };
     let budget = u64::from(job.train.passes) * data.rows;
     let rungs: Vec<(f64, u64)> = asha
@@ -113,6 +113,7 @@ fn train(
                 a.lock().unwrap_or_else(|e| e.into_inner()).report(next_rung - 1, value)
             });
             if decision == Decision::Stop {
+                recycle(model);
                 return Ok((Outcome::Stopped { at, test }, None));
             }
         }
@@ -129,6 +130,18 @@ fn train(
         return Err(format!("the holdout {} is not finite (diverged)", metric.name()));
     }
     Ok((Outcome::Done(test), Some(model)))
+}
+
+thread_local! {
+    /// The table of this thread's last finished trial, reused by its next one: a fresh table's
+    /// page faults and unmapping serialize the trial threads in the kernel (at 2^20 rows of FM,
+    /// two threads spent more time there than training).
+    static SPARE: std::cell::Cell<Option<ModelTable>> = const { std::cell::Cell::new(None) };
+}
+
+/// Keeps `model`'s table for the next trial on this thread.
+pub fn recycle(model: Model) {
+    SPARE.set(Some(model.table));
 }
 
 /// The state of a trial's pass, for learning up to a stopping point.
