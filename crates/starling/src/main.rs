@@ -58,6 +58,9 @@ struct LaunchArgs {
 
 #[derive(Args)]
 struct TuneArgs {
+    /// The base job file (the same as --config).
+    #[arg(value_name = "JOB", conflicts_with = "config")]
+    job_file: Option<PathBuf>,
     /// The search space: [search], optional [asha] and [params] (see docs/tune.md).
     #[arg(long)]
     space: PathBuf,
@@ -408,7 +411,10 @@ fn job_from(a: &TrainArgs) -> Result<JobConfig> {
     Ok(job)
 }
 
-fn cmd_tune(a: TuneArgs) -> Result<()> {
+fn cmd_tune(mut a: TuneArgs) -> Result<()> {
+    if a.job_file.is_some() {
+        a.job.config = a.job_file.take();
+    }
     let job = job_from(&a.job)?;
     if job.data.train.is_empty() {
         bail!("no training data: give --train FILE... or set [data] train = [...] in the config");

@@ -143,3 +143,18 @@ fn trials_run_as_local_cluster_jobs_with_runner_launch() {
     let logloss = format!("logloss {:.5}", trials[0]["value"].as_f64().unwrap());
     assert!(text.contains(&logloss), "eval says {text}, the search {logloss}");
 }
+
+#[test]
+fn a_trial_that_diverges_to_nan_is_recorded_as_failed_and_the_search_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    // SGD steps of 1e38 overflow the weights to infinity, and inf - inf scores are NaN.
+    let space =
+        "[search]\nmethod = \"grid\"\n[params]\n\"optimizer.name\" = [\"sgd\"]\n\"optimizer.lr\" = [0.05, 1e38]\n";
+    let (_, report) = tune(dir.path(), space, &[]);
+    let trials = report["trials"].as_array().unwrap();
+    assert_eq!(trials[0]["status"], "done", "{report:#}");
+    assert_eq!(trials[1]["status"], "failed", "{report:#}");
+    let reason = trials[1]["reason"].as_str().unwrap();
+    assert!(reason.contains("diverged"), "{reason}");
+    assert_eq!(report["best"], 1);
+}
