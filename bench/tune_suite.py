@@ -81,6 +81,11 @@ def search(a, name, asha, parallel, trials=TRIALS):
     return rec
 
 
+def per_round(records, fmt):
+    """One table cell: `fmt` of each round's record, separated by ' / '."""
+    return " / ".join(fmt(x) for x in records)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -123,13 +128,21 @@ def main():
     md.append(f"Warm-up (one trial, parsing the text into the cache once): {warm['wall_s']:.2f} s wall, "
               f"{wr['examples_parsed']:,} examples parsed. Every search below reads that cache "
               f"(`examples_parsed` 0 in each).\n")
-    md.append("| search | wall s | CPU s | peak RSS MiB | examples trained | done / stopped / failed | best trial | its holdout logloss |")
-    md.append("|---|---|---|---|---|---|---|---|")
+    md.append("ASHA with 2 trials side by side is asynchronous: which trials it stops depends on the order "
+              "results reach a rung, so rounds may differ; the columns after wall s give each round, "
+              "separated by `/`.\n")
+    md.append("| search | wall s (median) | CPU s | examples trained | done-stopped-failed | best trial | its holdout logloss |")
+    md.append("|---|---|---|---|---|---|---|")
     for name, _, _, label in CONFIGS:
-        x = last[name]
-        md.append(f"| {label} | {med[name]:.2f} | {x['cpu_s']:.1f} | {x['peak_rss_mib']:.0f} | "
-                  f"{x['examples_trained']:,} | {x['done']} / {x['stopped']} / {x['failed']} | "
-                  f"#{x['best_id']} | {x['best_value']:.5f} |")
+        rs = runs[name]
+        cells = [
+            per_round(rs, lambda x: f"{x['cpu_s']:.1f}"),
+            per_round(rs, lambda x: f"{x['examples_trained']:,}"),
+            per_round(rs, lambda x: f"{x['done']}-{x['stopped']}-{x['failed']}"),
+            per_round(rs, lambda x: f"#{x['best_id']}"),
+            per_round(rs, lambda x: f"{x['best_value']:.5f}"),
+        ]
+        md.append(f"| {label} | {med[name]:.2f} | " + " | ".join(cells) + " |")
     md.append("")
     md.append("| ratio | measured |")
     md.append("|---|---|")
@@ -138,22 +151,26 @@ def main():
     for name, asha, _, label in CONFIGS:
         if not asha:
             continue
-        x = last[name]
         md.append(f"| wall: no ASHA one after another / {label} | {med['full_seq'] / med[name]:.2f}x |")
         md.append(f"| wall: no ASHA 2 side by side / {label} | {med['full_p2'] / med[name]:.2f}x |")
-        md.append(f"| examples trained: {label}, in full trainings | {x['examples_trained'] / (full['examples_trained'] / TRIALS):.2f} of {TRIALS} |")
+        ex = statistics.median(r["examples_trained"] for r in runs[name])
+        md.append(f"| examples trained (median): {label}, in full trainings | {ex / (full['examples_trained'] / TRIALS):.2f} of {TRIALS} |")
     md.append("")
     for name, asha, _, label in CONFIGS:
         if not asha:
             continue
-        x = last[name]
-        gap = x["best_value"] - full["best_value"]
-        verdict = "the same winner" if x["best_id"] == full["best_id"] else (
-            f"an equally good winner (within {TOL})" if abs(gap) <= TOL else f"a worse winner (by {gap:.5f})")
-        verdicts[name] = dict(same=x["best_id"] == full["best_id"], gap=gap)
-        md.append(f"* {label}: picks trial #{x['best_id']} (logloss {x['best_value']:.5f}); run to completion, the "
-                  f"best is #{full['best_id']} ({full['best_value']:.5f}): **{verdict}**; it ranks "
-                  f"{rank_of.get(x['best_id'], '?')} of {len(ranked)} among the completed trials of the full search.")
+        said = []
+        for x in runs[name]:
+            gap = x["best_value"] - full["best_value"]
+            if x["best_id"] == full["best_id"]:
+                said.append(f"#{x['best_id']}: the same winner")
+            elif abs(gap) <= TOL:
+                said.append(f"#{x['best_id']}: an equally good winner (within {TOL})")
+            else:
+                said.append(f"#{x['best_id']}: a worse winner (by {gap:.5f}, rank {rank_of.get(x['best_id'], '?')} of {len(ranked)})")
+        verdicts[name] = said
+        md.append(f"* {label}, round by round: " + "; ".join(said) + f". Run to completion, the best is "
+                  f"#{full['best_id']} ({full['best_value']:.5f}).")
     text = "\n".join(md) + "\n"
     with open(os.path.join(a.out, "tune.md"), "w") as fh:
         fh.write(text)

@@ -170,12 +170,21 @@ impl Board {
     pub fn table(&self) -> String {
         let metric = self.metric;
         let mut rows = self.rows();
-        rows.sort_by(|a, b| match (a.value, b.value) {
-            (Some(x), Some(y)) if metric.better(x, y) => std::cmp::Ordering::Less,
-            (Some(x), Some(y)) if metric.better(y, x) => std::cmp::Ordering::Greater,
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            _ => a.id.cmp(&b.id),
+        // Trials that trained their whole budget (the only ones that can win) first, then those
+        // ASHA stopped, later rungs first, then the rest; by metric within each.
+        let group = |r: &Row| match r.status {
+            "done" => 0,
+            "stopped" => 1,
+            _ => 2,
+        };
+        rows.sort_by(|a, b| {
+            group(a).cmp(&group(b)).then(b.trained.total_cmp(&a.trained)).then(match (a.value, b.value) {
+                (Some(x), Some(y)) if metric.better(x, y) => std::cmp::Ordering::Less,
+                (Some(x), Some(y)) if metric.better(y, x) => std::cmp::Ordering::Greater,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                _ => a.id.cmp(&b.id),
+            })
         });
         let mut out =
             format!("{:>5}  {:<8} {:>10} {:>8} {:>8}  params\n", "trial", "status", metric.name(), "trained", "secs");

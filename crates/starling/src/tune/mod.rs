@@ -204,7 +204,9 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
                 let mut last = Instant::now();
                 while finished.load(Ordering::SeqCst) < assignments.len() {
                     std::thread::sleep(Duration::from_millis(100));
-                    if last.elapsed() >= Duration::from_secs(2) {
+                    // The final line is printed once, after the search.
+                    let running = finished.load(Ordering::SeqCst) < assignments.len();
+                    if running && last.elapsed() >= Duration::from_secs(2) {
                         eprintln!("{}", board.status_line());
                         last = Instant::now();
                     }
