@@ -45,6 +45,19 @@ pub enum DataError {
         got: String,
     },
 
+    /// A row of columnar input (Parquet) that cannot become an example.
+    #[error("{}: row {row}: column {column:?}: {message}", path.display())]
+    Row {
+        /// The file.
+        path: PathBuf,
+        /// 1-based row number in the file.
+        row: u64,
+        /// The column at fault.
+        column: String,
+        /// What is wrong.
+        message: String,
+    },
+
     /// A problem with a CSV header (missing label column, unknown column named by the config).
     #[error("{}: header: {message}", path.display())]
     Header {

@@ -146,17 +146,23 @@ pub fn make_splits(files: &[PathBuf], n: usize) -> Result<Vec<Split>, DataError>
 /// (largest split first to the least-loaded worker, ties to the lowest rank), returned in input
 /// order. Every split goes to exactly one worker; all workers compute the same assignment.
 pub fn assign_splits(splits: &[Split], rank: usize, world: usize) -> Vec<Split> {
+    assign_by_size(splits, Split::len, rank, world)
+}
+
+/// The items worker `rank` of `world` gets when `items` are balanced by `size` as
+/// [`assign_splits`] balances splits.
+pub fn assign_by_size<T: Clone>(items: &[T], size: impl Fn(&T) -> u64, rank: usize, world: usize) -> Vec<T> {
     let world = world.max(1);
-    let mut order: Vec<usize> = (0..splits.len()).collect();
-    order.sort_by(|&a, &b| splits[b].len().cmp(&splits[a].len()).then(a.cmp(&b)));
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| size(&items[b]).cmp(&size(&items[a])).then(a.cmp(&b)));
     let mut load = vec![0u64; world];
-    let mut owner = vec![0usize; splits.len()];
+    let mut owner = vec![0usize; items.len()];
     for i in order {
         let w = (0..world).min_by_key(|&w| (load[w], w)).unwrap_or(0);
-        load[w] += splits[i].len().max(1);
+        load[w] += size(&items[i]).max(1);
         owner[i] = w;
     }
-    splits.iter().zip(owner).filter(|(_, o)| *o == rank).map(|(s, _)| s.clone()).collect()
+    items.iter().zip(owner).filter(|(_, o)| *o == rank).map(|(s, _)| s.clone()).collect()
 }
 
 /// Opens `path` for reading, transparently decompressing gzip (multi-member) streams.

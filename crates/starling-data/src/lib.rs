@@ -22,8 +22,14 @@
 //! ```
 pub mod synth;
 
+/// Examples from Arrow record batches (Parquet, Spark, Python).
+#[cfg(feature = "arrow")]
+pub mod arrow;
 /// The binary example cache: parse and hash once, read many passes.
 pub mod cache;
+/// Parquet files and Spark-written Parquet directories.
+#[cfg(feature = "parquet")]
+pub mod parquet;
 
 /// Errors, each naming the file, line and column where there is one.
 pub mod error;
@@ -43,9 +49,9 @@ pub use error::DataError;
 /// What parsers feed, and the error of one line.
 pub use format::{LineError, RawSink};
 /// Input expansion, splitting, assignment and line reading.
-pub use input::{assign_splits, expand_inputs, is_gzip, make_splits, read_header, LineSource, Split};
+pub use input::{assign_by_size, assign_splits, expand_inputs, is_gzip, make_splits, read_header, LineSource, Split};
 /// The feature pipeline and its config.
-pub use pipeline::{scan_num_fields, CsvConfig, ExampleSink, Format, NumericTransform, Pipeline, PipelineConfig};
+pub use pipeline::{scan_num_fields, ColumnConfig, ExampleSink, Format, NumericTransform, Pipeline, PipelineConfig};
 /// Reading examples, with a shared bad-line budget.
 pub use reader::{BadLines, ExampleReader};
 

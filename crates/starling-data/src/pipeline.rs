@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use starling_core::hash::{fold, hash_cross, hash_id, hash_token};
 use starling_core::{Example, Feature};
 
+#[cfg(feature = "arrow")]
+use crate::arrow::ColumnKind;
 use crate::error::DataError;
 use crate::format::criteo::criteo_field_names;
 use crate::format::csv::{split_line, ColumnRole};
@@ -40,6 +42,8 @@ pub enum Format {
     Vw,
     /// CSV with a header line.
     Csv,
+    /// Parquet files (Spark-written directories too), columns mapped by `[features.columns]`.
+    Parquet,
 }
 
 impl Format {
@@ -52,11 +56,13 @@ impl Format {
             Format::Criteo => "criteo",
             Format::Vw => "vw",
             Format::Csv => "csv",
+            Format::Parquet => "parquet",
         }
     }
 
     /// Guess by extension, ignoring a trailing `.gz`: `.libsvm`/`.svm` → LibSVM, `.ffm`/`.libffm`
-    /// → libFFM, `.tsv` → Criteo, `.vw` → VW, `.csv` → CSV. `None` otherwise (`.txt` is ambiguous).
+    /// → libFFM, `.tsv` → Criteo, `.vw` → VW, `.csv` → CSV, `.parquet` → Parquet. `None` otherwise
+    /// (`.txt` is ambiguous).
     pub fn from_path(path: &Path) -> Option<Format> {
         let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
         let name = name.strip_suffix(".gz").unwrap_or(&name);
@@ -67,13 +73,21 @@ impl Format {
             "tsv" => Some(Format::Criteo),
             "vw" => Some(Format::Vw),
             "csv" => Some(Format::Csv),
+            "parquet" | "parq" => Some(Format::Parquet),
             _ => None,
         }
     }
 
     /// Guess from the first non-blank line of `path`: a `|` means VW, 40 tab-separated columns
-    /// Criteo, `label f:i:v ...` libFFM, `label i:v ...` LibSVM, a `,` CSV.
+    /// Criteo, `label f:i:v ...` libFFM, `label i:v ...` LibSVM, a `,` CSV; a file starting with
+    /// `PAR1` is Parquet (Spark names its files `part-*.snappy.parquet`, but not always).
     pub fn sniff(path: &Path) -> Result<Option<Format>, DataError> {
+        let mut magic = [0u8; 4];
+        let n = std::io::Read::read(&mut std::fs::File::open(path).map_err(|e| DataError::io(path, e))?, &mut magic)
+            .map_err(|e| DataError::io(path, e))?;
+        if n == 4 && &magic == b"PAR1" {
+            return Ok(Some(Format::Parquet));
+        }
         let split = Split::whole(path)?;
         let mut src = LineSource::open(&split, false)?;
         let Some(line) = src.next_line()? else { return Ok(None) };
@@ -87,7 +101,7 @@ impl Format {
         }
         Format::sniff(path)?.ok_or_else(|| {
             DataError::Config(format!(
-                "{}: cannot tell the input format; set format = libsvm|libffm|criteo|vw|csv",
+                "{}: cannot tell the input format; set format = libsvm|libffm|criteo|vw|csv|parquet",
                 path.display()
             ))
         })
@@ -134,10 +148,10 @@ pub enum NumericTransform {
     Raw,
 }
 
-/// How CSV columns are used.
+/// How the columns of CSV and Parquet input are used (`[features.columns]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CsvConfig {
+pub struct ColumnConfig {
     /// Cell delimiter (an ASCII character; `','` by default, `'\t'` for TSV).
     pub delimiter: char,
     /// Label column name (default `label`; matched exactly, else case-insensitively).
@@ -148,33 +162,38 @@ pub struct CsvConfig {
     pub numeric: Vec<String>,
     /// Categorical columns, in field order after the numeric ones.
     pub categorical: Vec<String>,
-    /// Columns not used. Only matters when `numeric` and `categorical` are both empty: then every
-    /// column other than label, weight and these is categorical, in header order.
+    /// Parquet: Spark ML vector or id-array columns, in field order after the categorical ones;
+    /// each is one field.
+    pub vectors: Vec<String>,
+    /// Columns not used. Only matters when `numeric`, `categorical` and `vectors` are all empty:
+    /// then every other column but label and weight is a feature, in column order (CSV:
+    /// categorical; Parquet: by its type, see docs/input-formats.md).
     pub ignore: Vec<String>,
 }
 
-impl Default for CsvConfig {
+impl Default for ColumnConfig {
     fn default() -> Self {
-        CsvConfig {
+        ColumnConfig {
             delimiter: ',',
             label: "label".into(),
             weight: None,
             numeric: Vec::new(),
             categorical: Vec::new(),
+            vectors: Vec::new(),
             ignore: Vec::new(),
         }
     }
 }
 
-impl CsvConfig {
+impl ColumnConfig {
     /// The Criteo Kaggle CSV layout `Id,Label,I1..I13,C1..C26` (fields numbered as Criteo TSV).
     pub fn criteo() -> Self {
-        CsvConfig {
+        ColumnConfig {
             label: "Label".into(),
             numeric: (1..=13).map(|i| format!("I{i}")).collect(),
             categorical: (1..=26).map(|i| format!("C{i}")).collect(),
             ignore: vec!["Id".into()],
-            ..CsvConfig::default()
+            ..ColumnConfig::default()
         }
     }
 }
@@ -193,8 +212,9 @@ pub struct PipelineConfig {
     pub crosses: Vec<[String; 2]>,
     /// Transform of numeric columns.
     pub numeric: NumericTransform,
-    /// CSV column mapping.
-    pub csv: CsvConfig,
+    /// Column mapping of CSV and Parquet input (`[features.columns]`; `[features.csv]` is read too).
+    #[serde(alias = "csv")]
+    pub columns: ColumnConfig,
     /// VW: namespace first characters that become fields 0..n, in order; empty = one field per
     /// byte value (256 fields).
     pub namespaces: String,
@@ -214,7 +234,7 @@ impl Default for PipelineConfig {
             bias: true,
             crosses: Vec::new(),
             numeric: NumericTransform::LogBucket,
-            csv: CsvConfig::default(),
+            columns: ColumnConfig::default(),
             namespaces: String::new(),
             num_fields: None,
             binary_labels: false,
@@ -231,6 +251,8 @@ enum Parser {
     Criteo(CriteoParser),
     Vw(VwParser),
     Csv(CsvParser),
+    /// Columnar input (Parquet, Arrow) is fed through [`Pipeline::begin`], not parsed by lines.
+    Columnar,
 }
 
 /// Hashing state shared by every line; the sink borrows it.
@@ -394,13 +416,16 @@ pub struct Pipeline {
     csv_fields: Vec<(String, bool)>,
     /// CSV: the header the column roles were computed from.
     csv_header: Option<Vec<u8>>,
+    /// Columnar input: the base fields (column name and kind) every file is mapped to.
+    #[cfg(feature = "arrow")]
+    columnar: Option<std::sync::Arc<Vec<(String, ColumnKind)>>>,
 }
 
 impl Pipeline {
     /// A pipeline for `config`, whose format must be set (not `auto`). CSV needs the header line
     /// of the input; libFFM needs `num_fields` (see [`Pipeline::from_files`] to have both found).
     pub fn new(config: &PipelineConfig, csv_header: Option<&[u8]>) -> Result<Pipeline, DataError> {
-        let mut config = config.clone();
+        let config = config.clone();
         if config.hash_bits > 64 {
             return Err(DataError::Config(format!("hash_bits = {} is above 64", config.hash_bits)));
         }
@@ -429,18 +454,51 @@ impl Pipeline {
                 let names = p.field_names();
                 (Parser::Vw(p), names)
             }
+            Format::Parquet => {
+                return Err(DataError::Config(
+                    "parquet input needs its columns: build the pipeline with Pipeline::from_files".into(),
+                ))
+            }
             Format::Csv => {
                 let header = csv_header.ok_or_else(|| {
                     DataError::Config("csv needs the header line of the input (Pipeline::from_files reads it)".into())
                 })?;
-                let delim = csv_delimiter(&config.csv)?;
+                let delim = csv_delimiter(&config.columns)?;
                 let cols = header_names(header, delim).map_err(DataError::Config)?;
-                csv_fields = csv_field_list(&config.csv, &cols)?;
-                let roles = csv_roles(&config.csv, &csv_fields, &cols).map_err(DataError::Config)?;
+                csv_fields = csv_field_list(&config.columns, &cols)?;
+                let roles = csv_roles(&config.columns, &csv_fields, &cols).map_err(DataError::Config)?;
                 let names = csv_fields.iter().map(|(n, _)| n.clone()).collect();
                 (Parser::Csv(CsvParser::new(delim, roles)), names)
             }
         };
+        Pipeline::assemble(config, parser, base_names, csv_fields, csv_header)
+    }
+
+    /// A pipeline for columnar input (Parquet, Arrow batches) with these base fields, in field
+    /// order (see [`crate::arrow::field_list`]); feed examples through [`Pipeline::begin`].
+    #[cfg(feature = "arrow")]
+    pub fn with_columns(config: &PipelineConfig, fields: Vec<(String, ColumnKind)>) -> Result<Pipeline, DataError> {
+        let mut config = config.clone();
+        if config.hash_bits > 64 {
+            return Err(DataError::Config(format!("hash_bits = {} is above 64", config.hash_bits)));
+        }
+        if config.format == Format::Auto {
+            config.format = Format::Parquet;
+        }
+        let names = fields.iter().map(|(n, _)| n.clone()).collect();
+        let mut p = Pipeline::assemble(config, Parser::Columnar, names, Vec::new(), None)?;
+        p.columnar = Some(std::sync::Arc::new(fields));
+        Ok(p)
+    }
+
+    /// The common end of the constructors: crosses by field name, the bias field, hashing state.
+    fn assemble(
+        mut config: PipelineConfig,
+        parser: Parser,
+        base_names: Vec<String>,
+        csv_fields: Vec<(String, bool)>,
+        csv_header: Option<&[u8]>,
+    ) -> Result<Pipeline, DataError> {
         let base = base_names.len() as u32;
         let mut crosses = Vec::new();
         for (i, [a, b]) in config.crosses.iter().enumerate() {
@@ -472,7 +530,16 @@ impl Pipeline {
             scratch_b: Vec::new(),
         };
         let csv_header = (config.format == Format::Csv).then(|| csv_header.unwrap_or_default().to_vec());
-        let mut p = Pipeline { config, parser, core, base_names, csv_fields, csv_header };
+        let mut p = Pipeline {
+            config,
+            parser,
+            core,
+            base_names,
+            csv_fields,
+            csv_header,
+            #[cfg(feature = "arrow")]
+            columnar: None,
+        };
         p.core.sort_by_field = p.csv_out_of_order();
         Ok(p)
     }
@@ -487,6 +554,15 @@ impl Pipeline {
         let mut config = config.clone();
         if config.format == Format::Auto {
             config.format = Format::detect(first)?;
+        }
+        if config.format == Format::Parquet {
+            #[cfg(feature = "parquet")]
+            return Pipeline::with_columns(&config, crate::parquet::parquet_fields(files, &config.columns)?);
+            #[cfg(not(feature = "parquet"))]
+            return Err(DataError::Config(format!(
+                "{}: this build of Starling reads no Parquet (built without the `parquet` feature)",
+                first.display()
+            )));
         }
         let header = if config.format == Format::Csv { Some(crate::input::read_header(first)?) } else { None };
         if config.format == Format::Libffm && config.num_fields.is_none() {
@@ -529,6 +605,12 @@ impl Pipeline {
         out
     }
 
+    /// Columnar input: the base fields (column name and kind) in field order.
+    #[cfg(feature = "arrow")]
+    pub fn columnar_fields(&self) -> Option<&std::sync::Arc<Vec<(String, ColumnKind)>>> {
+        self.columnar.as_ref()
+    }
+
     /// The bias feature's field, when `bias` is on.
     pub fn bias_field(&self) -> Option<u32> {
         self.core.bias_field
@@ -545,9 +627,9 @@ impl Pipeline {
         if self.config.format != Format::Csv || self.csv_header.as_deref() == Some(header) {
             return Ok(());
         }
-        let delim = csv_delimiter(&self.config.csv).map_err(|e| e.to_string())?;
+        let delim = csv_delimiter(&self.config.columns).map_err(|e| e.to_string())?;
         let cols = header_names(header, delim)?;
-        let roles = csv_roles(&self.config.csv, &self.csv_fields, &cols)?;
+        let roles = csv_roles(&self.config.columns, &self.csv_fields, &cols)?;
         self.parser = Parser::Csv(CsvParser::new(delim, roles));
         self.csv_header = Some(header.to_vec());
         self.core.sort_by_field = self.csv_out_of_order();
@@ -590,6 +672,7 @@ impl Pipeline {
             Parser::Criteo(p) => p.parse(line, &mut sink),
             Parser::Vw(p) => p.parse(line, &mut sink),
             Parser::Csv(p) => p.parse(line, &mut sink),
+            Parser::Columnar => Err(LineError::new(1, "no text line: columnar input is read by batches", line)),
         }?;
         if ok {
             sink.finish();
@@ -599,12 +682,12 @@ impl Pipeline {
 }
 
 /// The CSV delimiter as a byte.
-fn csv_delimiter(c: &CsvConfig) -> Result<u8, DataError> {
+fn csv_delimiter(c: &ColumnConfig) -> Result<u8, DataError> {
     if c.delimiter.is_ascii() && c.delimiter != '"' && c.delimiter != '\n' && c.delimiter != '\r' {
         Ok(c.delimiter as u8)
     } else {
         Err(DataError::Config(format!(
-            "csv.delimiter {:?} must be an ASCII character other than '\"' and newlines",
+            "columns.delimiter {:?} must be an ASCII character other than '\"' and newlines",
             c.delimiter
         )))
     }
@@ -629,7 +712,12 @@ fn find_column(cols: &[String], name: &str) -> Option<usize> {
 }
 
 /// The base fields of a CSV config: (name, numeric?) in field order.
-fn csv_field_list(c: &CsvConfig, cols: &[String]) -> Result<Vec<(String, bool)>, DataError> {
+fn csv_field_list(c: &ColumnConfig, cols: &[String]) -> Result<Vec<(String, bool)>, DataError> {
+    if let Some(v) = c.vectors.first() {
+        return Err(DataError::Config(format!(
+            "columns.vectors ({v:?}) applies to Parquet input: CSV cells hold one value each"
+        )));
+    }
     let mut fields: Vec<(String, bool)> = if c.numeric.is_empty() && c.categorical.is_empty() {
         let skip = |i: usize| {
             Some(i) == find_column(cols, &c.label)
@@ -643,7 +731,7 @@ fn csv_field_list(c: &CsvConfig, cols: &[String]) -> Result<Vec<(String, bool)>,
     let mut seen = std::collections::HashSet::new();
     for (n, _) in &fields {
         if !seen.insert(n.as_str()) {
-            return Err(DataError::Config(format!("csv column {n:?} is listed twice")));
+            return Err(DataError::Config(format!("column {n:?} is listed twice in [features.columns]")));
         }
     }
     fields.shrink_to_fit();
@@ -651,18 +739,18 @@ fn csv_field_list(c: &CsvConfig, cols: &[String]) -> Result<Vec<(String, bool)>,
 }
 
 /// Role of each header column, given the base fields.
-fn csv_roles(c: &CsvConfig, fields: &[(String, bool)], cols: &[String]) -> Result<Vec<ColumnRole>, String> {
+fn csv_roles(c: &ColumnConfig, fields: &[(String, bool)], cols: &[String]) -> Result<Vec<ColumnRole>, String> {
     let shown = || {
         let v: Vec<&str> = cols.iter().take(60).map(String::as_str).collect();
         format!("{}{}", v.join(","), if cols.len() > 60 { ",..." } else { "" })
     };
     let mut roles = vec![ColumnRole::Ignore; cols.len()];
     let label = find_column(cols, &c.label)
-        .ok_or_else(|| format!("no label column {:?} (set csv.label; columns: {})", c.label, shown()))?;
+        .ok_or_else(|| format!("no label column {:?} (set columns.label; columns: {})", c.label, shown()))?;
     roles[label] = ColumnRole::Label;
     if let Some(w) = &c.weight {
         let i = find_column(cols, w)
-            .ok_or_else(|| format!("no weight column {w:?} named by csv.weight (columns: {})", shown()))?;
+            .ok_or_else(|| format!("no weight column {w:?} named by columns.weight (columns: {})", shown()))?;
         if roles[i] != ColumnRole::Ignore {
             return Err(format!("column {w:?} cannot be both label and weight"));
         }
@@ -671,7 +759,7 @@ fn csv_roles(c: &CsvConfig, fields: &[(String, bool)], cols: &[String]) -> Resul
     for (f, (name, numeric)) in fields.iter().enumerate() {
         let i = find_column(cols, name).ok_or_else(|| {
             format!(
-                "no column {name:?} named by csv.{} (columns: {})",
+                "no column {name:?} named by columns.{} (columns: {})",
                 if *numeric { "numeric" } else { "categorical" },
                 shown()
             )

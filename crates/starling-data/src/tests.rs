@@ -184,11 +184,11 @@ fn mixed_files(dir: &Path) -> Vec<(PipelineConfig, Vec<PathBuf>)> {
     }
     let w = |name: &str, s: &str| write(dir, name, s.as_bytes());
     let csv_cfg = PipelineConfig {
-        csv: CsvConfig {
+        columns: ColumnConfig {
             weight: Some("w".into()),
             numeric: vec!["num".into()],
             categorical: vec!["cat".into()],
-            ..CsvConfig::default()
+            ..ColumnConfig::default()
         },
         ..cfg(Format::Csv)
     };
@@ -401,12 +401,12 @@ fn csv_header_mapping() {
     let c = PipelineConfig {
         hash_bits: 0,
         numeric: NumericTransform::Raw,
-        csv: CsvConfig {
+        columns: ColumnConfig {
             delimiter: ';',
             label: "label".into(),
             numeric: vec!["x".into()],
             categorical: vec!["color".into()],
-            ..CsvConfig::default()
+            ..ColumnConfig::default()
         },
         ..cfg(Format::Csv)
     };
@@ -426,15 +426,16 @@ fn csv_header_mapping() {
     assert_eq!(pl.field_names(), ["x", "color", "bias"]);
     // Default mapping: every other column categorical, in header order.
     let all = PipelineConfig {
-        csv: CsvConfig { delimiter: ';', ignore: vec!["id".into()], ..CsvConfig::default() },
+        columns: ColumnConfig { delimiter: ';', ignore: vec!["id".into()], ..ColumnConfig::default() },
         ..c.clone()
     };
     assert_eq!(Pipeline::from_files(&all, &[a.clone()]).unwrap().field_names(), ["x", "color", "bias"]);
     // Unknown column named by the config; missing label column.
-    let bad = PipelineConfig { csv: CsvConfig { numeric: vec!["nope".into()], ..c.csv.clone() }, ..c.clone() };
+    let bad =
+        PipelineConfig { columns: ColumnConfig { numeric: vec!["nope".into()], ..c.columns.clone() }, ..c.clone() };
     let e = Pipeline::from_files(&bad, &[a.clone()]).unwrap_err().to_string();
     assert!(e.contains("a.csv") && e.contains("\"nope\""), "{e}");
-    let nolabel = PipelineConfig { csv: CsvConfig { label: "target".into(), ..c.csv.clone() }, ..c.clone() };
+    let nolabel = PipelineConfig { columns: ColumnConfig { label: "target".into(), ..c.columns.clone() }, ..c.clone() };
     let e = Pipeline::from_files(&nolabel, &[a.clone()]).unwrap_err().to_string();
     assert!(e.contains("no label column \"target\""), "{e}");
     // A second file whose header lacks a column fails, naming that file.
@@ -515,7 +516,11 @@ fn random_bytes_never_panic() {
     pipes.push(
         Pipeline::new(
             &PipelineConfig {
-                csv: CsvConfig { numeric: vec!["a".into()], weight: Some("w".into()), ..CsvConfig::default() },
+                columns: ColumnConfig {
+                    numeric: vec!["a".into()],
+                    weight: Some("w".into()),
+                    ..ColumnConfig::default()
+                },
                 ..cfg(Format::Csv)
             },
             Some(b"label,a,b,w"),
@@ -605,7 +610,7 @@ fn config_defaults() {
         (c.format, c.hash_bits, c.bias, c.numeric, c.binary_labels, c.max_bad_lines),
         (Format::Auto, 24, true, NumericTransform::LogBucket, false, 0)
     );
-    assert_eq!(c.csv.delimiter, ',');
+    assert_eq!(c.columns.delimiter, ',');
     assert!(Pipeline::new(&c, None).is_err());
     assert!(Pipeline::new(&cfg(Format::Csv), None).is_err());
 }
@@ -642,7 +647,7 @@ fn real_a9a() {
 fn real_criteo_tiny_csv() {
     let (Some(tr), Some(te)) = (real("criteo_tiny/train.tiny.csv"), real("criteo_tiny/test.tiny.csv")) else { return };
     let c = PipelineConfig {
-        csv: CsvConfig::criteo(),
+        columns: ColumnConfig::criteo(),
         binary_labels: true,
         crosses: vec![["C1".into(), "C2".into()]],
         ..PipelineConfig::default()

@@ -43,7 +43,7 @@ pub fn ensure(
     parse_job.features.hash_bits = 0;
     // Split as the reader of `share` splits the text, so the slice is the one it would read.
     let inputs = Inputs::open(&mut parse_job, paths, share.1)?;
-    let mut reader = inputs.text_reader(share.0, share.1);
+    let mut reader = inputs.source_reader(share.0, share.1);
     let header = CacheHeader {
         fingerprint,
         num_fields: inputs.num_fields() as u32,
@@ -105,7 +105,7 @@ mod tests {
         let mut total = 0;
         for rank in 0..2 {
             let mut inputs = Inputs::open(&mut job, &paths, 2).unwrap();
-            let mut from_text = inputs.text_reader(rank, 2);
+            let mut from_text = inputs.source_reader(rank, 2);
             let want = examples(|ex| from_text.next(ex).unwrap());
             let (path, parsed) = ensure(&job, &paths, &dir.path().join("cache"), "train", (rank, 2)).unwrap();
             assert_eq!(parsed, want.len() as u64);

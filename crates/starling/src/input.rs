@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use starling_core::{Example, Loss};
 use starling_data::cache::CacheReader;
-use starling_data::{assign_splits, expand_inputs, make_splits, BadLines, DataError, ExampleReader, Pipeline, Split};
+use starling_data::parquet::{assign_parquet_splits, parquet_splits, ParquetReader, ParquetSplit};
+use starling_data::{
+    assign_splits, expand_inputs, make_splits, BadLines, DataError, ExampleReader, Format, Pipeline, Split,
+};
 
 use crate::config::JobConfig;
 
@@ -18,6 +21,8 @@ pub enum Reader {
     Text(ExampleReader),
     /// Reads a share of a cache (see [`crate::cache`]).
     Cache(CacheReader),
+    /// Reads Parquet row groups through the pipeline.
+    Parquet(ParquetReader),
 }
 
 impl Reader {
@@ -27,6 +32,16 @@ impl Reader {
         match self {
             Reader::Text(r) => r.next(ex),
             Reader::Cache(r) => r.next(ex),
+            Reader::Parquet(r) => r.next(ex),
+        }
+    }
+
+    /// Examples read so far.
+    pub fn examples_read(&self) -> u64 {
+        match self {
+            Reader::Text(r) => r.examples_read(),
+            Reader::Cache(r) => r.examples_read(),
+            Reader::Parquet(r) => r.examples_read(),
         }
     }
 }
@@ -59,9 +74,15 @@ struct CacheUse {
     share: (usize, usize),
 }
 
+/// Where the examples of a job's input are: line splits of text files, or Parquet row groups.
+enum Splits {
+    Text(Vec<Split>),
+    Parquet(Vec<ParquetSplit>),
+}
+
 /// A job's input, ready to hand out per-thread readers.
 pub struct Inputs {
-    splits: Vec<Split>,
+    splits: Splits,
     pipeline: Pipeline,
     bad: Arc<BadLines>,
     /// A cache of these inputs to read instead (see [`Inputs::use_cache`]).
@@ -76,12 +97,11 @@ impl Inputs {
         let files = expand_inputs(paths)?;
         let pipeline = Pipeline::from_files(&job.features, &files)?;
         job.features = pipeline.config().clone();
-        Ok(Inputs {
-            splits: make_splits(&files, threads.max(1))?,
-            bad: BadLines::new(job.features.max_bad_lines),
-            pipeline,
-            cache: None,
-        })
+        let splits = match pipeline.format() {
+            Format::Parquet => Splits::Parquet(parquet_splits(&files, threads.max(1))?),
+            _ => Splits::Text(make_splits(&files, threads.max(1))?),
+        };
+        Ok(Inputs { splits, bad: BadLines::new(job.features.max_bad_lines), pipeline, cache: None })
     }
 
     /// Fields the pipeline produces (FFM sizes its rows by it).
@@ -99,7 +119,7 @@ impl Inputs {
     /// The reader of thread `rank` of `world`: its share of the cache's blocks when there is a
     /// cache, else of the text splits, in input order.
     pub fn reader(&self, rank: usize, world: usize) -> Result<Reader, DataError> {
-        let Some(c) = &self.cache else { return Ok(Reader::Text(self.text_reader(rank, world))) };
+        let Some(c) = &self.cache else { return Ok(self.source_reader(rank, world)) };
         let whole = CacheReader::open(&c.path, c.hash_bits)?;
         if c.share == crate::cache::WHOLE {
             return Ok(Reader::Cache(whole.share(rank, world)?));
@@ -108,9 +128,16 @@ impl Inputs {
         Ok(Reader::Cache(whole))
     }
 
-    /// The text reader of thread `rank` of `world`, whether or not there is a cache.
-    pub fn text_reader(&self, rank: usize, world: usize) -> ExampleReader {
-        ExampleReader::new(assign_splits(&self.splits, rank, world), self.pipeline.clone(), self.bad.clone())
+    /// The reader of the input itself (text or Parquet) for thread `rank` of `world`, whether or
+    /// not there is a cache.
+    pub fn source_reader(&self, rank: usize, world: usize) -> Reader {
+        let (pipeline, bad) = (self.pipeline.clone(), self.bad.clone());
+        match &self.splits {
+            Splits::Text(s) => Reader::Text(ExampleReader::new(assign_splits(s, rank, world), pipeline, bad)),
+            Splits::Parquet(s) => {
+                Reader::Parquet(ParquetReader::new(assign_parquet_splits(s, rank, world), pipeline, bad))
+            }
+        }
     }
 
     /// Malformed lines skipped so far, and the first messages.

@@ -335,7 +335,7 @@ pub fn evaluate_inputs(model: &Model, inputs: &Inputs, threads: usize, quiet: bo
         let mut ex = Example::default();
         while reader.next(&mut ex)? {
             metrics.add(model.predict(&ex, &mut scratch), ex.label, ex.weight);
-            if metrics.count() % PROGRESS_EVERY == 0 {
+            if metrics.count().is_multiple_of(PROGRESS_EVERY) {
                 progress.add(PROGRESS_EVERY, 0.0);
             }
         }

@@ -170,7 +170,7 @@ impl Run<'_> {
             let score = learner.learn(table, self.ex, self.scratch);
             self.progressive.add(learner.loss.predict(score), self.ex.label, self.ex.weight);
             *learned += 1;
-            if *learned % 65_536 == 0 {
+            if learned.is_multiple_of(65_536) {
                 watch.progress(*learned, budget);
             }
         }

@@ -1,0 +1,89 @@
+//! Parquet written by a real Spark (pyspark in local[2]) read by `starling train`.
+//!
+//! Needs the test venv (`scripts/pyenv.sh`; `scripts/test.sh` runs it) and Java 17+.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{rows, shared_data};
+
+const BIN: &str = env!("CARGO_BIN_EXE_starling");
+
+/// The venv's python: `STARLING_PYTHON`, else the one `scripts/pyenv.sh` makes.
+fn python() -> PathBuf {
+    let p = std::env::var_os("STARLING_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("STARLING_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/starling"));
+        cache.join("venv/bin/python")
+    });
+    assert!(p.exists(), "{} is missing: run scripts/pyenv.sh (scripts/test.sh does) to install pyspark", p.display());
+    p
+}
+
+/// Spark's LibSVM reader loads `src` and Spark writes it as a Parquet directory at `out`.
+fn spark_parquet(src: &Path, out: &Path, num_features: usize) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spark/libsvm_to_parquet.py");
+    let py = python();
+    let o = Command::new(&py)
+        .arg(script)
+        .arg(src)
+        .arg(out)
+        .arg(num_features.to_string())
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
+        .env("PYSPARK_PYTHON", &py)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "spark failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn starling(args: &[&str]) -> String {
+    let o = Command::new(BIN).args(args).output().unwrap();
+    assert!(o.status.success(), "starling {args:?}:\n{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn parquet_written_by_spark_trains_the_model_of_the_libsvm_file() {
+    let d = tempfile::tempdir().unwrap();
+    let a9a = shared_data("a9a/a9a");
+    let dir = d.path().join("a9a.parquet");
+    spark_parquet(&a9a, &dir, 123);
+    let parts = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("part-"))
+        .count();
+    assert_eq!(parts, 2, "expected Spark to write 2 part files");
+    let (m_text, m_parquet) = (d.path().join("text.model"), d.path().join("parquet.model"));
+    for (input, model) in [(&a9a, &m_text), (&dir, &m_parquet)] {
+        starling(&[
+            "train",
+            "-q",
+            "--train",
+            input.to_str().unwrap(),
+            "--model",
+            "fm",
+            "--k",
+            "4",
+            "--passes",
+            "2",
+            "--save",
+            model.to_str().unwrap(),
+        ]);
+    }
+    let (a, b) = (starling::model_file::load(&m_text).unwrap(), starling::model_file::load(&m_parquet).unwrap());
+    assert_eq!(b.job.features.format.name(), "parquet");
+    assert!(!rows(&a).is_empty());
+    assert!(rows(&a) == rows(&b), "the Parquet rows trained another model than the LibSVM file");
+    // The model scores the Parquet rows as it scores the text.
+    let eval =
+        |m: &Path, data: &Path| starling(&["eval", "--model", m.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert_eq!(eval(&m_text, &a9a), eval(&m_parquet, &dir));
+}
