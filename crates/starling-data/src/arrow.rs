@@ -214,27 +214,11 @@ impl<'a> Num<'a> {
     /// The value at `row` as f64, `None` when null.
     #[inline]
     fn get(&self, row: usize) -> Option<f64> {
-        macro_rules! v {
-            ($a:expr) => {
-                if $a.is_null(row) {
-                    None
-                } else {
-                    Some($a.value(row) as f64)
-                }
-            };
-        }
         match self {
-            Num::F32(a) => v!(a),
-            Num::F64(a) => v!(a),
-            Num::I8(a) => v!(a),
-            Num::I16(a) => v!(a),
-            Num::I32(a) => v!(a),
-            Num::I64(a) => v!(a),
-            Num::U8(a) => v!(a),
-            Num::U16(a) => v!(a),
-            Num::U32(a) => v!(a),
-            Num::U64(a) => v!(a),
+            Num::F32(a) => (!a.is_null(row)).then(|| f64::from(a.value(row))),
+            Num::F64(a) => (!a.is_null(row)).then(|| a.value(row)),
             Num::Bool(a) => (!a.is_null(row)).then(|| f64::from(u8::from(a.value(row)))),
+            _ => self.get_int(row).map(|v| v as f64),
         }
     }
 
@@ -260,7 +244,7 @@ impl<'a> Num<'a> {
             Num::U16(a) => v!(a),
             Num::U32(a) => v!(a),
             Num::U64(a) => v!(a),
-            _ => self.get(row).map(|x| x as i128),
+            Num::F32(_) | Num::F64(_) | Num::Bool(_) => self.get(row).map(|x| x as i128),
         }
     }
 
