@@ -17,11 +17,16 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
-use arrow_array::{Array, ArrayRef, GenericListArray, OffsetSizeTrait, RecordBatch};
+use arrow_array::{Array, ArrayRef, GenericListArray, OffsetSizeTrait};
 use arrow_schema::{DataType, Schema};
 
 use crate::format::RawSink;
 use crate::pipeline::ColumnConfig;
+
+mod batches;
+/// The Arrow record batch, re-exported for callers that hand batches in.
+pub use arrow_array::RecordBatch;
+pub use batches::{batch_share, BatchesReader, Decoded};
 
 /// What a feature column becomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,9 +14,9 @@ use parquet::arrow::arrow_reader::{
     ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
 use parquet::arrow::ProjectionMask;
-use starling_core::{Example, ExampleBuf};
+use starling_core::Example;
 
-use crate::arrow::{column_roles, field_list, BatchRows, ColumnKind, Role};
+use crate::arrow::{column_roles, field_list, ColumnKind, Decoded, Role};
 use crate::error::DataError;
 use crate::input::assign_by_size;
 use crate::pipeline::{ColumnConfig, Pipeline};
@@ -120,11 +120,7 @@ pub struct ParquetReader {
     fields: Arc<Vec<(String, ColumnKind)>>,
     bad: Arc<BadLines>,
     open: Option<Open>,
-    /// Examples of the current batch, handed out in order.
-    buf: ExampleBuf,
-    taken: usize,
-    scratch: Example,
-    examples: u64,
+    decoded: Decoded,
 }
 
 impl ParquetReader {
@@ -132,31 +128,19 @@ impl ParquetReader {
     /// ([`Pipeline::from_files`] of the whole input).
     pub fn new(splits: Vec<ParquetSplit>, pipeline: Pipeline, bad: Arc<BadLines>) -> Self {
         let fields = pipeline.columnar_fields().cloned().unwrap_or_default();
-        ParquetReader {
-            splits,
-            next_split: 0,
-            pipeline,
-            fields,
-            bad,
-            open: None,
-            buf: ExampleBuf::new(),
-            taken: 0,
-            scratch: Example::default(),
-            examples: 0,
-        }
+        ParquetReader { splits, next_split: 0, pipeline, fields, bad, open: None, decoded: Decoded::new() }
     }
 
     /// Examples returned so far.
     pub fn examples_read(&self) -> u64 {
-        self.examples
+        self.decoded.examples()
     }
 
     /// Starts again from the first split.
     pub fn rewind(&mut self) {
         self.next_split = 0;
         self.open = None;
-        self.buf.clear();
-        self.taken = 0;
+        self.decoded.clear();
     }
 
     fn open_next(&mut self) -> Result<bool, DataError> {
@@ -189,43 +173,23 @@ impl ParquetReader {
         Ok(true)
     }
 
-    /// Decodes the next batch of the open split into `buf`; `false` when the split is done.
+    /// Decodes the next batch of the open split; `false` when the split is done.
     fn fill(&mut self) -> Result<bool, DataError> {
         let Some(open) = self.open.as_mut() else { return Ok(false) };
         let batch: RecordBatch = match open.batches.next() {
             None => return Ok(false),
             Some(b) => b.map_err(|e| parquet_error(&open.path, e))?,
         };
-        let mut rows = BatchRows::new(&batch, &open.roles)
-            .map_err(|message| DataError::Header { path: open.path.clone(), message })?;
-        self.buf.clear();
-        self.taken = 0;
-        for row in 0..rows.len() {
-            let mut sink = self.pipeline.begin(&mut self.scratch);
-            match rows.feed(row, &mut sink) {
-                Ok(()) => {
-                    sink.finish();
-                    self.buf.push(&self.scratch);
-                }
-                Err(e) => self.bad.record(DataError::Row {
-                    path: open.path.clone(),
-                    row: open.next_row + row as u64,
-                    column: e.column,
-                    message: e.message,
-                })?,
-            }
-        }
-        open.next_row += rows.len() as u64;
+        let rows = 0..batch.num_rows();
+        self.decoded.decode(&batch, &open.roles, rows, &mut self.pipeline, &self.bad, &open.path, open.next_row)?;
+        open.next_row += batch.num_rows() as u64;
         Ok(true)
     }
 
     /// Reads the next example into `ex`; `Ok(false)` at the end of this reader's splits.
     pub fn next(&mut self, ex: &mut Example) -> Result<bool, DataError> {
         loop {
-            if self.taken < self.buf.len() {
-                self.buf.get_into(self.taken, ex);
-                self.taken += 1;
-                self.examples += 1;
+            if self.decoded.take(ex) {
                 return Ok(true);
             }
             if self.fill()? {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use starling_core::{Example, Loss};
+use starling_data::arrow::{batch_share, field_list, BatchesReader, RecordBatch};
 use starling_data::cache::CacheReader;
 use starling_data::parquet::{assign_parquet_splits, parquet_splits, ParquetReader, ParquetSplit};
 use starling_data::{
@@ -23,6 +24,8 @@ pub enum Reader {
     Cache(CacheReader),
     /// Reads Parquet row groups through the pipeline.
     Parquet(ParquetReader),
+    /// Reads record batches held in memory (Python, Spark).
+    Batches(BatchesReader),
 }
 
 impl Reader {
@@ -33,6 +36,7 @@ impl Reader {
             Reader::Text(r) => r.next(ex),
             Reader::Cache(r) => r.next(ex),
             Reader::Parquet(r) => r.next(ex),
+            Reader::Batches(r) => r.next(ex),
         }
     }
 
@@ -42,6 +46,7 @@ impl Reader {
             Reader::Text(r) => r.examples_read(),
             Reader::Cache(r) => r.examples_read(),
             Reader::Parquet(r) => r.examples_read(),
+            Reader::Batches(r) => r.examples_read(),
         }
     }
 }
@@ -78,6 +83,7 @@ struct CacheUse {
 enum Splits {
     Text(Vec<Split>),
     Parquet(Vec<ParquetSplit>),
+    Batches(Arc<Vec<RecordBatch>>),
 }
 
 /// A job's input, ready to hand out per-thread readers.
@@ -102,6 +108,22 @@ impl Inputs {
             _ => Splits::Text(make_splits(&files, threads.max(1))?),
         };
         Ok(Inputs { splits, bad: BadLines::new(job.features.max_bad_lines), pipeline, cache: None })
+    }
+
+    /// Record batches held in memory as `job`'s input, their columns mapped by
+    /// `[features.columns]` as Parquet's are; `job.features` records the mapping (format
+    /// `parquet`), so the model reads Parquet files of the same columns alike.
+    pub fn from_batches(job: &mut JobConfig, batches: Arc<Vec<RecordBatch>>) -> Result<Self, InputError> {
+        job.features.binary_labels = job.model.loss == Loss::Logistic;
+        job.features.format = Format::Parquet;
+        let no_input = || InputError::Data(DataError::NoInput { paths: "(no record batches)".into() });
+        let first = batches.first().ok_or_else(no_input)?;
+        let fields = field_list(first.schema_ref(), &job.features.columns)
+            .map_err(|m| InputError::Data(DataError::Config(m)))?;
+        let pipeline = Pipeline::with_columns(&job.features, fields)?;
+        job.features = pipeline.config().clone();
+        let bad = BadLines::new(job.features.max_bad_lines);
+        Ok(Inputs { splits: Splits::Batches(batches), bad, pipeline, cache: None })
     }
 
     /// Fields the pipeline produces (FFM sizes its rows by it).
@@ -136,6 +158,9 @@ impl Inputs {
             Splits::Text(s) => Reader::Text(ExampleReader::new(assign_splits(s, rank, world), pipeline, bad)),
             Splits::Parquet(s) => {
                 Reader::Parquet(ParquetReader::new(assign_parquet_splits(s, rank, world), pipeline, bad))
+            }
+            Splits::Batches(b) => {
+                Reader::Batches(BatchesReader::new(b.clone(), batch_share(b, rank, world), pipeline, bad))
             }
         }
     }

@@ -78,6 +78,27 @@ pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), Train
         train_inputs.use_cache(path, job.features.hash_bits, cache::WHOLE);
         cache_parsed = Some(parsed);
     }
+    let mut test_inputs =
+        if test_paths.is_empty() { None } else { Some(Inputs::open(&mut job, &test_paths, threads)?) };
+    if let (Some(dir), Some(test)) = (job.data.cache_dir.clone(), test_inputs.as_mut()) {
+        let (path, parsed) = cache::ensure(&job, &test_paths, &dir, "test", cache::WHOLE)?;
+        test.use_cache(path, job.features.hash_bits, cache::WHOLE);
+        cache_parsed = cache_parsed.map(|n| n + parsed);
+    }
+    let (model, mut report) = train_on(job, &train_inputs, test_inputs.as_ref(), quiet)?;
+    report.cache_parsed = cache_parsed;
+    Ok((model, report))
+}
+
+/// Trains on inputs already open (files, or record batches handed in by Python or Spark);
+/// `job` is the one they resolved (see [`Inputs::open`], [`Inputs::from_batches`]).
+pub fn train_on(
+    job: JobConfig,
+    train_inputs: &Inputs,
+    test_inputs: Option<&Inputs>,
+    quiet: bool,
+) -> Result<(Model, TrainReport), TrainError> {
+    job.validate()?;
     let optimizer = job.optimizer;
     let spec = job.model_spec(train_inputs.num_fields());
     let learner = Learner::new(spec, optimizer, job.model.loss)
@@ -92,15 +113,8 @@ pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), Train
             examples_seen: 0,
         },
     };
-    let mut test_inputs =
-        if test_paths.is_empty() { None } else { Some(Inputs::open(&mut job, &test_paths, threads)?) };
-    if let (Some(dir), Some(test)) = (job.data.cache_dir.clone(), test_inputs.as_mut()) {
-        let (path, parsed) = cache::ensure(&job, &test_paths, &dir, "test", cache::WHOLE)?;
-        test.use_cache(path, job.features.hash_bits, cache::WHOLE);
-        cache_parsed = cache_parsed.map(|n| n + parsed);
-    }
 
-    let mut report = TrainReport { cache_parsed, ..TrainReport::default() };
+    let mut report = TrainReport::default();
     let start = Instant::now();
     let mut batched = (job.batch_size(false) > 1).then(|| Batched::new(&model, &job));
     for p in 0..job.train.passes {
@@ -126,7 +140,7 @@ pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), Train
             }
         }
         if job.train.eval_each_pass && p + 1 < job.train.passes {
-            if let Some(test) = &test_inputs {
+            if let Some(test) = test_inputs {
                 let t = evaluate_inputs(&model, test, job.train.threads, quiet)?;
                 progress.println(&format!("[pass {pass}] test {}", describe(&t)));
             }
@@ -136,7 +150,7 @@ pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), Train
     let (count, samples) = train_inputs.bad_lines();
     report.bad_lines = count;
     report.bad_line_samples = samples;
-    if let Some(test) = &test_inputs {
+    if let Some(test) = test_inputs {
         report.test = Some(evaluate_inputs(&model, test, job.train.threads, quiet)?);
         // Lines skipped in the holdout are reported with the training ones, never dropped silently.
         let (count, samples) = test.bad_lines();

@@ -1,13 +1,21 @@
-//! Parquet written by a real Spark (pyspark in local[2]) read by `starling train`.
+//! Columnar input: Parquet written by a real Spark (pyspark in local[2]) read by `starling train`,
+//! and record batches handed to the trainer in memory.
 //!
-//! Needs the test venv (`scripts/pyenv.sh`; `scripts/test.sh` runs it) and Java 17+.
+//! The Spark test needs the test venv (`scripts/pyenv.sh`; `scripts/test.sh` runs it) and Java 17+.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{rows, shared_data};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, StringArray};
+use common::{gen_data, rows, shared_data};
+use starling::config::JobConfig;
+use starling::input::Inputs;
+use starling::trainer;
+use starling_data::arrow::RecordBatch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_starling");
 
@@ -86,4 +94,45 @@ fn parquet_written_by_spark_trains_the_model_of_the_libsvm_file() {
     let eval =
         |m: &Path, data: &Path| starling(&["eval", "--model", m.to_str().unwrap(), "--data", data.to_str().unwrap()]);
     assert_eq!(eval(&m_text, &a9a), eval(&m_parquet, &dir));
+}
+
+/// The rows of a CSV file with a header as record batches of `per_batch` rows: the label as a
+/// double, every other column as strings (empty cells null), as the CSV reader sees them.
+fn csv_batches(path: &Path, per_batch: usize) -> Vec<RecordBatch> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let names: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    rows.chunks(per_batch)
+        .map(|chunk| {
+            let cols = names.iter().enumerate().map(|(c, name)| {
+                let array: ArrayRef = if c == 0 {
+                    Arc::new(Float64Array::from_iter_values(chunk.iter().map(|r| r[0].parse::<f64>().unwrap())))
+                } else {
+                    Arc::new(StringArray::from_iter(chunk.iter().map(|r| Some(r[c]).filter(|s| !s.is_empty()))))
+                };
+                (name.to_string(), array)
+            });
+            RecordBatch::try_from_iter(cols).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn record_batches_in_memory_train_the_model_of_the_csv_file() {
+    let csv = gen_data().join("train.csv");
+    let mut job = JobConfig::default();
+    job.data.train = vec![csv.clone()];
+    job.features.hash_bits = 18;
+    job.model.kind = starling_core::ModelKind::Fm;
+    job.model.k = 4;
+    let (from_file, _) = trainer::train(&job, true).unwrap();
+
+    let mut mem_job = job.clone();
+    mem_job.data.train.clear();
+    let inputs = Inputs::from_batches(&mut mem_job, Arc::new(csv_batches(&csv, 7_000))).unwrap();
+    assert_eq!(mem_job.features.format.name(), "parquet");
+    let (from_batches, report) = trainer::train_on(mem_job, &inputs, None, true).unwrap();
+    assert_eq!(report.train_examples, 40_000);
+    assert!(rows(&from_file) == rows(&from_batches), "record batches trained another model than the CSV file");
 }
