@@ -121,8 +121,8 @@ pub fn train_on(
         let pass = model.passes_done + 1;
         let progress = Progress::new(format!("pass {pass}"), quiet);
         let metrics = match &mut batched {
-            Some(b) => b.pass(&model, &job, &train_inputs, pass, &progress)?,
-            None => with_table!(&model.table, |t| run_pass(&model.learner, t, &job, &train_inputs, pass, &progress))?,
+            Some(b) => b.pass(&model, &job, train_inputs, pass, &progress)?,
+            None => with_table!(&model.table, |t| run_pass(&model.learner, t, &job, train_inputs, pass, &progress))?,
         };
         progress.finish();
         let s = metrics.summary();
