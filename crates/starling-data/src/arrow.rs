@@ -138,11 +138,19 @@ pub enum Role {
 }
 
 /// The role of each column of `schema` (one file's; columns may be in any order) for `fields`.
-pub fn column_roles(schema: &Schema, fields: &[(String, ColumnKind)], c: &ColumnConfig) -> Result<Vec<Role>, String> {
+/// Without `require_label` (data to predict), a missing label column reads as label 0.
+pub fn column_roles(
+    schema: &Schema,
+    fields: &[(String, ColumnKind)],
+    c: &ColumnConfig,
+    require_label: bool,
+) -> Result<Vec<Role>, String> {
     let mut roles = vec![Role::Ignore; schema.fields().len()];
-    let label = find(schema, &c.label)
-        .ok_or_else(|| format!("no label column {:?} (set columns.label; columns: {})", c.label, shown(schema)))?;
-    roles[label] = Role::Label;
+    match find(schema, &c.label) {
+        Some(label) => roles[label] = Role::Label,
+        None if !require_label => {}
+        None => return Err(format!("no label column {:?} (set columns.label; columns: {})", c.label, shown(schema))),
+    }
     if let Some(w) = &c.weight {
         let i = find(schema, w)
             .ok_or_else(|| format!("no weight column {w:?} named by columns.weight (columns: {})", shown(schema)))?;
@@ -367,7 +375,7 @@ impl<'a> Col<'a> {
 
 /// A record batch's columns, ready to feed row after row into a [`RawSink`].
 pub struct BatchRows<'a> {
-    label: (Num<'a>, &'a str),
+    label: Option<(Num<'a>, &'a str)>,
     weight: Option<Num<'a>>,
     fields: Vec<(u32, Col<'a>, &'a str)>,
     rows: usize,
@@ -393,7 +401,6 @@ impl<'a> BatchRows<'a> {
         }
         // Features in field order, as the text formats give them.
         fields.sort_by_key(|f| f.0);
-        let label = label.ok_or("no label column among the roles")?;
         Ok(BatchRows { label, weight, fields, rows: batch.num_rows(), token: Vec::new() })
     }
 
@@ -411,10 +418,12 @@ impl<'a> BatchRows<'a> {
     /// except a null label, which is an error.
     pub fn feed(&mut self, row: usize, sink: &mut impl RawSink) -> Result<(), RowError> {
         let err = |column: &str, message: String| RowError { column: column.to_string(), message };
-        match self.label.0.get(row) {
-            Some(y) if y.is_finite() => sink.label(y as f32),
-            Some(y) => return Err(err(self.label.1, format!("the label is {y}"))),
-            None => return Err(err(self.label.1, "the label is null".into())),
+        if let Some((label, name)) = &self.label {
+            match label.get(row) {
+                Some(y) if y.is_finite() => sink.label(y as f32),
+                Some(y) => return Err(err(name, format!("the label is {y}"))),
+                None => return Err(err(name, "the label is null".into())),
+            }
         }
         if let Some(w) = self.weight.as_ref().and_then(|w| w.get(row)) {
             sink.weight(w as f32);

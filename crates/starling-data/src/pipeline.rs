@@ -419,6 +419,8 @@ pub struct Pipeline {
     /// Columnar input: the base fields (column name and kind) every file is mapped to.
     #[cfg(feature = "arrow")]
     columnar: Option<std::sync::Arc<Vec<(String, ColumnKind)>>>,
+    /// Columnar input: whether a label column must be present (not for data to predict).
+    labels_required: bool,
 }
 
 impl Pipeline {
@@ -539,6 +541,7 @@ impl Pipeline {
             csv_header,
             #[cfg(feature = "arrow")]
             columnar: None,
+            labels_required: true,
         };
         p.core.sort_by_field = p.csv_out_of_order();
         Ok(p)
@@ -609,6 +612,17 @@ impl Pipeline {
     #[cfg(feature = "arrow")]
     pub fn columnar_fields(&self) -> Option<&std::sync::Arc<Vec<(String, ColumnKind)>>> {
         self.columnar.as_ref()
+    }
+
+    /// Whether columnar input must have a label column (true unless [`Pipeline::labels_optional`]).
+    pub fn labels_required(&self) -> bool {
+        self.labels_required
+    }
+
+    /// Lets columnar input lack the label column, for data to predict: its label reads as 0.
+    pub fn labels_optional(mut self) -> Self {
+        self.labels_required = false;
+        self
     }
 
     /// The bias feature's field, when `bias` is on.

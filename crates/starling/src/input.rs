@@ -112,15 +112,19 @@ impl Inputs {
 
     /// Record batches held in memory as `job`'s input, their columns mapped by
     /// `[features.columns]` as Parquet's are; `job.features` records the mapping (format
-    /// `parquet`), so the model reads Parquet files of the same columns alike.
-    pub fn from_batches(job: &mut JobConfig, batches: Arc<Vec<RecordBatch>>) -> Result<Self, InputError> {
+    /// `parquet`), so the model reads Parquet files of the same columns alike. Without
+    /// `labelled` (data to predict) the label column may be missing.
+    pub fn from_batches(job: &mut JobConfig, batches: Arc<Vec<RecordBatch>>, labelled: bool) -> Result<Self, InputError> {
         job.features.binary_labels = job.model.loss == Loss::Logistic;
         job.features.format = Format::Parquet;
         let no_input = || InputError::Data(DataError::NoInput { paths: "(no record batches)".into() });
         let first = batches.first().ok_or_else(no_input)?;
         let fields = field_list(first.schema_ref(), &job.features.columns)
             .map_err(|m| InputError::Data(DataError::Config(m)))?;
-        let pipeline = Pipeline::with_columns(&job.features, fields)?;
+        let mut pipeline = Pipeline::with_columns(&job.features, fields)?;
+        if !labelled {
+            pipeline = pipeline.labels_optional();
+        }
         job.features = pipeline.config().clone();
         let bad = BadLines::new(job.features.max_bad_lines);
         Ok(Inputs { splits: Splits::Batches(batches), bad, pipeline, cache: None })

@@ -26,21 +26,34 @@ pub fn predict_to(
     out: &mut dyn Write,
 ) -> Result<Scored, InputError> {
     let inputs = open_for(model, data, max_bad_lines, 1)?;
+    let mut line = Vec::with_capacity(32);
+    let summary = predict_each(model, &inputs, |p| {
+        line.clear();
+        // Shortest text that reads back as the same f32: predictions survive a round trip exactly.
+        writeln!(line, "{p}").expect("writing to a Vec cannot fail");
+        out.write_all(&line).map_err(|e| InputError::Output(e.to_string()))
+    })?;
+    out.flush().map_err(|e| InputError::Output(e.to_string()))?;
+    Ok(Scored { summary, bad_lines: inputs.bad_lines_report() })
+}
+
+/// Calls `each` with the prediction of every example of `inputs`, in input order, and returns
+/// the metrics against the labels.
+pub fn predict_each(
+    model: &Model,
+    inputs: &Inputs,
+    mut each: impl FnMut(f32) -> Result<(), InputError>,
+) -> Result<Summary, InputError> {
     let mut reader = inputs.reader(0, 1)?;
     let mut metrics = Metrics::new(true);
     let mut scratch = LearnScratch::default();
     let mut ex = Example::default();
-    let mut line = Vec::with_capacity(32);
     while reader.next(&mut ex)? {
         let p = model.predict(&ex, &mut scratch);
         metrics.add(p, ex.label, ex.weight);
-        line.clear();
-        // Shortest text that reads back as the same f32: predictions survive a round trip exactly.
-        writeln!(line, "{p}").expect("writing to a Vec cannot fail");
-        out.write_all(&line).map_err(|e| InputError::Output(e.to_string()))?;
+        each(p)?;
     }
-    out.flush().map_err(|e| InputError::Output(e.to_string()))?;
-    Ok(Scored { summary: metrics.summary(), bad_lines: inputs.bad_lines_report() })
+    Ok(metrics.summary())
 }
 
 /// Metrics of `model` on labelled `data`, read by `threads` threads.

@@ -130,7 +130,7 @@ fn record_batches_in_memory_train_the_model_of_the_csv_file() {
 
     let mut mem_job = job.clone();
     mem_job.data.train.clear();
-    let inputs = Inputs::from_batches(&mut mem_job, Arc::new(csv_batches(&csv, 7_000))).unwrap();
+    let inputs = Inputs::from_batches(&mut mem_job, Arc::new(csv_batches(&csv, 7_000)), true).unwrap();
     assert_eq!(mem_job.features.format.name(), "parquet");
     let (from_batches, report) = trainer::train_on(mem_job, &inputs, None, true).unwrap();
     assert_eq!(report.train_examples, 40_000);
