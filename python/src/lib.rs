@@ -9,6 +9,9 @@ use arrow_array::RecordBatch;
 use arrow_pyarrow::FromPyArrow;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
+use starling::cluster::coordinator::{self, JobReport};
+use starling::cluster::plan::Plan;
+use starling::cluster::{server_role, worker_role, ClusterError};
 use starling::config::JobConfig;
 use starling::input::Inputs;
 use starling::{model_file, predict, trainer, Model};
@@ -168,11 +171,119 @@ fn train(
     Ok((PyModel { inner: model }, out))
 }
 
+/// The job `job_toml` with its `[features]` resolved against the columns of `schema_batch` (an
+/// empty batch with the training data's schema), and the number of fields the pipeline makes:
+/// what every Spark task and the coordinator must agree on.
+#[pyfunction]
+fn resolve(job_toml: &str, schema_batch: Bound<'_, PyAny>) -> PyResult<(String, usize)> {
+    let mut job = job_from(job_toml)?;
+    job.data.train.clear();
+    job.data.test.clear();
+    let batch = RecordBatch::from_pyarrow_bound(&schema_batch)?;
+    let inputs = Inputs::from_batches(&mut job, Arc::new(vec![batch]), true).map_err(value_error)?;
+    job.validate().map_err(value_error)?;
+    Ok((job.to_toml(), inputs.num_fields()))
+}
+
+/// A coordinator running in this process (a Spark barrier task of rank 0 hosts it).
+#[pyclass(module = "starling._native")]
+struct Coordinator {
+    port: u16,
+    handle: std::sync::Mutex<Option<std::thread::JoinHandle<Result<JobReport, ClusterError>>>>,
+}
+
+#[pymethods]
+impl Coordinator {
+    /// Listens on `bind` (`host:0` picks a free port) and runs the coordinator of a job already
+    /// resolved (see `resolve`) for `servers` servers and `workers` workers in the background.
+    #[staticmethod]
+    fn start(
+        job_toml: &str,
+        num_fields: usize,
+        servers: usize,
+        workers: usize,
+        token: &str,
+        bind: &str,
+    ) -> PyResult<Self> {
+        let job = job_from(job_toml)?;
+        let plan = Plan::resolved(job, servers, workers, token.as_bytes().to_vec(), num_fields).map_err(value_error)?;
+        let listener = std::net::TcpListener::bind(bind)
+            .map_err(|e| PyOSError::new_err(format!("cannot listen on {bind}: {e}")))?;
+        let port = listener.local_addr().map_err(|e| PyOSError::new_err(e.to_string()))?.port();
+        let handle = std::thread::spawn(move || coordinator::run(plan, listener));
+        Ok(Coordinator { port, handle: std::sync::Mutex::new(Some(handle)) })
+    }
+
+    /// The port it listens on.
+    #[getter]
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Waits for the end of the job; returns the report as JSON (raises if the job failed).
+    fn join(&self, py: Python<'_>) -> PyResult<String> {
+        let handle = self.handle.lock().map_err(|_| PyValueError::new_err("poisoned"))?.take();
+        let Some(handle) = handle else { return Err(PyValueError::new_err("the coordinator was joined already")) };
+        let report = py
+            .detach(|| handle.join())
+            .map_err(|_| PyValueError::new_err("the coordinator thread panicked"))?
+            .map_err(value_error)?;
+        Ok(starling::report::job_json(&report))
+    }
+}
+
+/// One Spark task's share of a cluster job: `servers` parameter-server shards in background
+/// threads (listening on `host`), and a worker on `batches` (the task's partition) in this
+/// thread, all registered with the coordinator at `coordinator`. Returns when the job ends.
+#[pyfunction]
+fn run_task(
+    py: Python<'_>,
+    coordinator: String,
+    token: &str,
+    batches: Vec<Bound<'_, PyAny>>,
+    servers: usize,
+    host: &str,
+) -> PyResult<()> {
+    let data = self::batches(&batches)?;
+    let token = token.as_bytes().to_vec();
+    let host = host.to_string();
+    py.detach(move || -> Result<(), ClusterError> {
+        let mut shards = Vec::new();
+        for _ in 0..servers {
+            let opts = server_role::ServerOptions {
+                coordinator: coordinator.clone(),
+                bind: format!("{host}:0"),
+                advertise: None,
+                token: token.clone(),
+            };
+            shards.push(std::thread::spawn(move || server_role::run(&opts)));
+        }
+        let worker = worker_role::run_on(&worker_role::WorkerOptions { coordinator, token }, Some(data));
+        let mut first_error = worker.err();
+        for s in shards {
+            match s.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(ClusterError::Failed("a server thread panicked".into()));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })
+    .map_err(value_error)
+}
+
 /// The native part of the `starling` package.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve, m)?)?;
+    m.add_function(wrap_pyfunction!(run_task, m)?)?;
+    m.add_class::<Coordinator>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

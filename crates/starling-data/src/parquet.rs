@@ -69,7 +69,8 @@ pub fn parquet_fields(files: &[PathBuf], config: &ColumnConfig) -> Result<Vec<(S
     let schema = read_schema(first)?;
     let fields = field_list(&schema, config).map_err(|message| DataError::Header { path: first.clone(), message })?;
     // Check the mapping against the first file now, so a wrong config fails before training.
-    column_roles(&schema, &fields, config, true).map_err(|message| DataError::Header { path: first.clone(), message })?;
+    column_roles(&schema, &fields, config, true)
+        .map_err(|message| DataError::Header { path: first.clone(), message })?;
     Ok(fields)
 }
 
@@ -148,7 +149,9 @@ impl ParquetReader {
         self.next_split += 1;
         let b = open(&split.path)?;
         let header = |message| DataError::Header { path: split.path.clone(), message };
-        let roles = column_roles(b.schema(), &self.fields, &self.pipeline.config().columns, self.pipeline.labels_required()).map_err(header)?;
+        let roles =
+            column_roles(b.schema(), &self.fields, &self.pipeline.config().columns, self.pipeline.labels_required())
+                .map_err(header)?;
         // Read only the columns in use; the projected batch keeps them in schema order.
         let used: Vec<usize> = (0..roles.len()).filter(|&i| roles[i] != Role::Ignore).collect();
         let mask = ProjectionMask::roots(b.parquet_schema(), used.iter().copied());

@@ -83,7 +83,9 @@ struct CacheUse {
 enum Splits {
     Text(Vec<Split>),
     Parquet(Vec<ParquetSplit>),
-    Batches(Arc<Vec<RecordBatch>>),
+    /// Batches in memory, and the `(rank, world)` reader they all belong to when they are one
+    /// process's slice already (a Spark task's partition).
+    Batches(Arc<Vec<RecordBatch>>, Option<(usize, usize)>),
 }
 
 /// A job's input, ready to hand out per-thread readers.
@@ -114,7 +116,11 @@ impl Inputs {
     /// `[features.columns]` as Parquet's are; `job.features` records the mapping (format
     /// `parquet`), so the model reads Parquet files of the same columns alike. Without
     /// `labelled` (data to predict) the label column may be missing.
-    pub fn from_batches(job: &mut JobConfig, batches: Arc<Vec<RecordBatch>>, labelled: bool) -> Result<Self, InputError> {
+    pub fn from_batches(
+        job: &mut JobConfig,
+        batches: Arc<Vec<RecordBatch>>,
+        labelled: bool,
+    ) -> Result<Self, InputError> {
         job.features.binary_labels = job.model.loss == Loss::Logistic;
         job.features.format = Format::Parquet;
         let no_input = || InputError::Data(DataError::NoInput { paths: "(no record batches)".into() });
@@ -127,7 +133,16 @@ impl Inputs {
         }
         job.features = pipeline.config().clone();
         let bad = BadLines::new(job.features.max_bad_lines);
-        Ok(Inputs { splits: Splits::Batches(batches), bad, pipeline, cache: None })
+        Ok(Inputs { splits: Splits::Batches(batches, None), bad, pipeline, cache: None })
+    }
+
+    /// Marks in-memory batches as the whole slice of reader `rank` of `world` (a Spark task's
+    /// partition), which that reader then reads in full.
+    pub fn whole_slice_of(mut self, rank: usize, world: usize) -> Self {
+        if let Splits::Batches(b, _) = self.splits {
+            self.splits = Splits::Batches(b, Some((rank, world)));
+        }
+        self
     }
 
     /// Fields the pipeline produces (FFM sizes its rows by it).
@@ -163,8 +178,15 @@ impl Inputs {
             Splits::Parquet(s) => {
                 Reader::Parquet(ParquetReader::new(assign_parquet_splits(s, rank, world), pipeline, bad))
             }
-            Splits::Batches(b) => {
-                Reader::Batches(BatchesReader::new(b.clone(), batch_share(b, rank, world), pipeline, bad))
+            Splits::Batches(b, own) => {
+                let share = match own {
+                    Some(o) => {
+                        assert_eq!(*o, (rank, world), "a slice of batches read as another");
+                        batch_share(b, 0, 1)
+                    }
+                    None => batch_share(b, rank, world),
+                };
+                Reader::Batches(BatchesReader::new(b.clone(), share, pipeline, bad))
             }
         }
     }

@@ -143,8 +143,13 @@ impl BatchesReader {
             let batch = &self.batches[b];
             let source = PathBuf::from(format!("record batch {}", b + 1));
             let fields = self.pipeline.columnar_fields().cloned().unwrap_or_default();
-            let roles = column_roles(batch.schema_ref(), &fields, &self.pipeline.config().columns, self.pipeline.labels_required())
-                .map_err(|message| DataError::Header { path: source.clone(), message })?;
+            let roles = column_roles(
+                batch.schema_ref(),
+                &fields,
+                &self.pipeline.config().columns,
+                self.pipeline.labels_required(),
+            )
+            .map_err(|message| DataError::Header { path: source.clone(), message })?;
             let first = rows.start as u64 + 1;
             self.decoded.decode(batch, &roles, rows, &mut self.pipeline, &self.bad, &source, first)?;
         }

@@ -41,7 +41,23 @@ impl Plan {
         }
         let train = job.data.train.clone();
         let inputs = Inputs::open(&mut job, &train, workers)?;
-        let spec = job.model_spec(inputs.num_fields());
+        let num_fields = inputs.num_fields();
+        Plan::resolved(job, servers, workers, token, num_fields)
+    }
+
+    /// A plan for a job whose input the caller resolved (`job.features` final, `num_fields` the
+    /// pipeline's): input that is not files, such as the record batches of Spark tasks.
+    pub fn resolved(
+        mut job: JobConfig,
+        servers: usize,
+        workers: usize,
+        token: Vec<u8>,
+        num_fields: usize,
+    ) -> Result<Plan, ClusterError> {
+        job.cluster.servers = servers;
+        job.cluster.workers = workers;
+        job.validate()?;
+        let spec = job.model_spec(num_fields);
         let learner = Learner::new(spec, job.optimizer, job.model.loss)
             .map_err(|e| ConfigError::Invalid { field: "model", message: e.to_string() })?;
         let tables = vec![TableSpec::for_model("weights", &learner.model, &learner.optimizer)];

@@ -16,6 +16,7 @@ use crate::config::{ConfigError, JobConfig};
 use crate::input::Inputs;
 use crate::progress::Progress;
 use crate::worker::{evaluate, Position, StepBuffers, Worker};
+use starling_data::arrow::RecordBatch;
 
 /// Whom a worker reports to.
 pub struct WorkerOptions {
@@ -95,8 +96,14 @@ impl ParamClient for RemoteClient {
     }
 }
 
-/// Runs a worker until the job ends.
+/// Runs a worker until the job ends, on its slice of the job's input files.
 pub fn run(opts: &WorkerOptions) -> Result<(), ClusterError> {
+    run_on(opts, None)
+}
+
+/// Runs a worker until the job ends, on `own` record batches when given (a Spark task's
+/// partition: all of it is this worker's slice), else on its slice of the job's input files.
+pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Result<(), ClusterError> {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     let mut link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("worker on {host}"))?;
     link.send(&ToCoordinator::RegisterWorker { host })?;
@@ -106,8 +113,11 @@ pub fn run(opts: &WorkerOptions) -> Result<(), ClusterError> {
     let mut job = JobConfig::from_toml(&job, "the job from the coordinator")?;
     let setup = (|| -> Result<_, ClusterError> {
         let train = job.data.train.clone();
-        let mut inputs = Inputs::open(&mut job, &train, world)?;
-        if let Some(dir) = job.data.cache_dir.clone() {
+        let mut inputs = match own {
+            Some(batches) => Inputs::from_batches(&mut job, batches, true)?.whole_slice_of(rank, world),
+            None => Inputs::open(&mut job, &train, world)?,
+        };
+        if let (Some(dir), false) = (job.data.cache_dir.clone(), train.is_empty()) {
             // Each worker caches its own slice: later passes and a resumed job read it back.
             let (path, _) = cache::ensure(&job, &train, &dir, "train", (rank, world))?;
             inputs.use_cache(path, job.features.hash_bits, (rank, world));
