@@ -179,7 +179,9 @@ class _StarlingEstimator(Estimator, _StarlingParams):
         out = StructType([StructField("model", BinaryType()), StructField("report", StringType())])
         task = _train_task(resolved, num_fields, world, servers, token, save_dir, schema.serialize().to_pybytes())
         try:
-            rows = df.mapInArrow(task, out, barrier=True).collect()
+            # The shuffle makes the barrier stage a map stage, which Spark reruns whole when a task
+            # fails (a barrier result stage it would not retry); the rerun resumes from checkpoints.
+            rows = df.mapInArrow(task, out, barrier=True).repartition(1).collect()
         finally:
             if own_dir:
                 shutil.rmtree(ck, ignore_errors=True)
