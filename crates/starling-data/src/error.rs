@@ -58,6 +58,15 @@ pub enum DataError {
         message: String,
     },
 
+    /// Input at an object store URL could not be listed or fetched.
+    #[error("{url}: {message}")]
+    Remote {
+        /// The URL as given.
+        url: String,
+        /// What failed, with the store's own error.
+        message: String,
+    },
+
     /// A problem with a CSV header (missing label column, unknown column named by the config).
     #[error("{}: header: {message}", path.display())]
     Header {

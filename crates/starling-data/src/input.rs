@@ -27,6 +27,10 @@ const BUF_SIZE: usize = 256 * 1024;
 pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
     let mut out = Vec::new();
     for p in paths {
+        if is_url(p) {
+            out.extend(stage_url(p)?);
+            continue;
+        }
         let meta = std::fs::metadata(p).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 DataError::NotFound { path: p.clone() }
@@ -40,7 +44,7 @@ pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
                 let entry = entry.map_err(|e| DataError::io(p, e))?;
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                if name.starts_with('.') || name.starts_with('_') || name.ends_with(".crc") {
+                if !is_data_file_name(&name) {
                     continue;
                 }
                 let path = entry.path();
@@ -163,6 +167,33 @@ pub fn assign_by_size<T: Clone>(items: &[T], size: impl Fn(&T) -> u64, rank: usi
         owner[i] = w;
     }
     items.iter().zip(owner).filter(|(_, o)| *o == rank).map(|(s, _)| s.clone()).collect()
+}
+
+/// Whether a file name is data rather than bookkeeping: not hidden (`.`), not Hadoop's or
+/// Spark's (`_SUCCESS`, `_temporary`), not a `.crc` checksum.
+pub fn is_data_file_name(name: &str) -> bool {
+    !(name.starts_with('.') || name.starts_with('_') || name.ends_with(".crc"))
+}
+
+/// Whether `p` is a URL with a scheme (`s3://bucket/key`) rather than a local path.
+pub fn is_url(p: &Path) -> bool {
+    p.to_str().and_then(|s| s.split_once("://")).is_some_and(|(scheme, _)| {
+        !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
+    })
+}
+
+/// The local copies of the data files at URL `p` (see [`crate::remote`]).
+#[cfg(feature = "object-store")]
+fn stage_url(p: &Path) -> Result<Vec<PathBuf>, DataError> {
+    crate::remote::stage(&p.to_string_lossy(), &crate::remote::staging_dir())
+}
+
+#[cfg(not(feature = "object-store"))]
+fn stage_url(p: &Path) -> Result<Vec<PathBuf>, DataError> {
+    Err(DataError::Config(format!(
+        "{}: object store URLs need Starling built with the `object-store` feature (cargo build --release -p starling --features object-store)",
+        p.display()
+    )))
 }
 
 /// Opens `path` for reading, transparently decompressing gzip (multi-member) streams.

@@ -30,6 +30,9 @@ pub mod cache;
 /// Parquet files and Spark-written Parquet directories.
 #[cfg(feature = "parquet")]
 pub mod parquet;
+/// Input at object store URLs, staged into local copies.
+#[cfg(feature = "object-store")]
+pub mod remote;
 
 /// Errors, each naming the file, line and column where there is one.
 pub mod error;
@@ -49,7 +52,10 @@ pub use error::DataError;
 /// What parsers feed, and the error of one line.
 pub use format::{LineError, RawSink};
 /// Input expansion, splitting, assignment and line reading.
-pub use input::{assign_by_size, assign_splits, expand_inputs, is_gzip, make_splits, read_header, LineSource, Split};
+pub use input::{
+    assign_by_size, assign_splits, expand_inputs, is_data_file_name, is_gzip, is_url, make_splits, read_header,
+    LineSource, Split,
+};
 /// The feature pipeline and its config.
 pub use pipeline::{scan_num_fields, ColumnConfig, ExampleSink, Format, NumericTransform, Pipeline, PipelineConfig};
 /// Reading examples, with a shared bad-line budget.
