@@ -18,6 +18,26 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::error::DataError;
+
+/// How long a store may go without answering (a request, or the next chunk of a download)
+/// before staging fails: an unreachable endpoint must end in a message, never a hang.
+/// `STARLING_REMOTE_TIMEOUT_SECS` overrides it.
+fn stall_limit() -> std::time::Duration {
+    let secs = std::env::var("STARLING_REMOTE_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    std::time::Duration::from_secs(secs)
+}
+
+/// `fut`, or an error naming `url` when it does not finish within [`stall_limit`].
+async fn in_time<T>(
+    url: &str,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, DataError>>,
+) -> Result<T, DataError> {
+    let limit = stall_limit();
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| error(url, format!("{what}: no answer in {} s (STARLING_REMOTE_TIMEOUT_SECS)", limit.as_secs())))?
+}
 use crate::input::is_data_file_name;
 
 /// Where copies go: `$STARLING_STAGING`, else `$STARLING_CACHE/objects`, else
@@ -49,14 +69,13 @@ fn env_options() -> Vec<(String, String)> {
 /// changed, in name order.
 pub fn stage(url: &str, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let parsed = Url::parse(url).map_err(|e| error(url, format!("not a valid URL: {e}")))?;
-    let (store, prefix) = object_store::parse_url_opts(&parsed, env_options())
-        .map_err(|e| error(url, format!("cannot open the object store: {e}")))?;
+    let (store, prefix) = open_store(&parsed, url)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| error(url, format!("cannot start the I/O runtime: {e}")))?;
     rt.block_on(async {
-        let objects = list(&*store, &prefix, url).await?;
+        let objects = in_time(url, "listing", list(&*store, &prefix, url)).await?;
         if objects.is_empty() {
             return Err(DataError::NoInput { paths: url.to_string() });
         }
@@ -69,6 +88,32 @@ pub fn stage(url: &str, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
         }
         Ok(out)
     })
+}
+
+/// The store holding `parsed` and the object path in it.
+fn open_store(parsed: &Url, url: &str) -> Result<(Box<dyn ObjectStore>, ObjectPath), DataError> {
+    if matches!(parsed.scheme(), "hdfs" | "viewfs") {
+        return open_hdfs(parsed, url);
+    }
+    object_store::parse_url_opts(parsed, env_options())
+        .map_err(|e| error(url, format!("cannot open the object store: {e}")))
+}
+
+/// An HDFS name node or name service (`hdfs://host:port/path`, `hdfs://nameservice/path`).
+#[cfg(feature = "hdfs")]
+fn open_hdfs(parsed: &Url, url: &str) -> Result<(Box<dyn ObjectStore>, ObjectPath), DataError> {
+    let root = format!("{}://{}", parsed.scheme(), parsed.authority());
+    let store = hdfs_native_object_store::HdfsObjectStoreBuilder::new()
+        .with_url(root)
+        .build()
+        .map_err(|e| error(url, format!("cannot reach HDFS: {e}")))?;
+    let path = ObjectPath::from_url_path(parsed.path()).map_err(|e| error(url, format!("not a valid path: {e}")))?;
+    Ok((Box::new(store), path))
+}
+
+#[cfg(not(feature = "hdfs"))]
+fn open_hdfs(_: &Url, url: &str) -> Result<(Box<dyn ObjectStore>, ObjectPath), DataError> {
+    Err(error(url, "hdfs:// input needs Starling built with the `hdfs` feature (cargo build --release -p starling --features hdfs)"))
 }
 
 /// The object at `prefix`, or the data objects under it.
@@ -121,10 +166,10 @@ async fn fetch(
     let dir = local.parent().unwrap_or(root);
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let what = format!("{url} ({})", meta.location);
-    let got = store.get(&meta.location).await.map_err(|e| error(&what, format!("download failed: {e}")))?;
-    let mut bytes = got.into_stream();
+    let get = async { store.get(&meta.location).await.map_err(|e| error(&what, format!("download failed: {e}"))) };
+    let mut bytes = in_time(&what, "download", get).await?.into_stream();
     let mut file = starling_fs::AtomicFile::create(&local).map_err(|e| DataError::io(&local, e))?;
-    while let Some(chunk) = bytes.next().await {
+    while let Some(chunk) = in_time(&what, "download", async { Ok(bytes.next().await) }).await? {
         let chunk = chunk.map_err(|e| error(&what, format!("download failed: {e}")))?;
         std::io::Write::write_all(&mut file, &chunk).map_err(|e| DataError::io(&local, e))?;
     }

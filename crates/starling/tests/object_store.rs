@@ -111,3 +111,21 @@ fn a_folder_at_an_s3_url_trains_the_model_of_the_local_files() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("s3://data/nothing/"), "{err}");
 }
+
+/// No HDFS name node can run here (it needs a JVM and Hadoop's jars from Maven); what is checked
+/// is that an unreachable one ends in a message naming the URL, within the stall limit.
+#[cfg(feature = "hdfs")]
+#[test]
+fn an_unreachable_hdfs_name_node_is_a_clear_error_not_a_hang() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("hdfs://127.0.0.1:{port}/data/a9a");
+    let start = Instant::now();
+    let o = Command::new(BIN)
+        .args(["train", "-q", "--format", "libsvm", "--train", &url])
+        .env("STARLING_REMOTE_TIMEOUT_SECS", "3")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains(&url), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(30), "took {:?}", start.elapsed());
+}
