@@ -83,3 +83,12 @@ def test_dynamic_allocation_fails_at_once():
     line = next((l for l in out.stdout.splitlines() if l.startswith("REFUSED")), None)
     assert line, out.stdout + out.stderr
     assert "dynamic allocation" in line and float(line.split()[1]) < 10, line
+
+
+def test_an_empty_partition_is_a_worker_with_nothing_to_read(spark):
+    df = spark.createDataFrame([(1.0, "a"), (0.0, "b"), (1.0, "a")], ["label", "c"])
+    skewed = df.filter("c = 'a'").repartition(2, "c")  # both rows in one partition, none in the other
+    assert sorted(skewed.rdd.glom().map(len).collect()) == [0, 2]
+    model = StarlingClassifier(passes=2).fit(skewed)
+    assert model.report["train_examples"] == 4
+    assert model.transform(df).count() == 3
