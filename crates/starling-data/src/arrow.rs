@@ -264,23 +264,7 @@ impl<'a> Num<'a> {
     /// Integers keep every digit as tokens (an f64 would round ids above 2^53).
     #[inline]
     fn write_token(&self, row: usize, buf: &mut Vec<u8>) -> bool {
-        macro_rules! int {
-            ($a:expr) => {{
-                if $a.is_null(row) {
-                    return false;
-                }
-                let _ = write!(buf, "{}", $a.value(row));
-            }};
-        }
         match self {
-            Num::I8(a) => int!(a),
-            Num::I16(a) => int!(a),
-            Num::I32(a) => int!(a),
-            Num::I64(a) => int!(a),
-            Num::U8(a) => int!(a),
-            Num::U16(a) => int!(a),
-            Num::U32(a) => int!(a),
-            Num::U64(a) => int!(a),
             Num::Bool(a) => {
                 if a.is_null(row) {
                     return false;
@@ -290,6 +274,12 @@ impl<'a> Num<'a> {
             Num::F32(_) | Num::F64(_) => match self.get(row) {
                 Some(x) => {
                     let _ = write!(buf, "{x}");
+                }
+                None => return false,
+            },
+            _ => match self.get_int(row) {
+                Some(v) => {
+                    let _ = write!(buf, "{v}");
                 }
                 None => return false,
             },

@@ -118,7 +118,6 @@ pub struct ParquetReader {
     splits: Vec<ParquetSplit>,
     next_split: usize,
     pipeline: Pipeline,
-    fields: Arc<Vec<(String, ColumnKind)>>,
     bad: Arc<BadLines>,
     open: Option<Open>,
     decoded: Decoded,
@@ -128,8 +127,7 @@ impl ParquetReader {
     /// A reader of `splits` through `pipeline`, which must be a Parquet pipeline
     /// ([`Pipeline::from_files`] of the whole input).
     pub fn new(splits: Vec<ParquetSplit>, pipeline: Pipeline, bad: Arc<BadLines>) -> Self {
-        let fields = pipeline.columnar_fields().cloned().unwrap_or_default();
-        ParquetReader { splits, next_split: 0, pipeline, fields, bad, open: None, decoded: Decoded::new() }
+        ParquetReader { splits, next_split: 0, pipeline, bad, open: None, decoded: Decoded::new() }
     }
 
     /// Examples returned so far.
@@ -137,21 +135,18 @@ impl ParquetReader {
         self.decoded.examples()
     }
 
-    /// Starts again from the first split.
-    pub fn rewind(&mut self) {
-        self.next_split = 0;
-        self.open = None;
-        self.decoded.clear();
-    }
-
     fn open_next(&mut self) -> Result<bool, DataError> {
         let Some(split) = self.splits.get(self.next_split).cloned() else { return Ok(false) };
         self.next_split += 1;
         let b = open(&split.path)?;
         let header = |message| DataError::Header { path: split.path.clone(), message };
-        let roles =
-            column_roles(b.schema(), &self.fields, &self.pipeline.config().columns, self.pipeline.labels_required())
-                .map_err(header)?;
+        let roles = column_roles(
+            b.schema(),
+            self.pipeline.columnar_fields(),
+            &self.pipeline.config().columns,
+            self.pipeline.labels_required(),
+        )
+        .map_err(header)?;
         // Read only the columns in use; the projected batch keeps them in schema order.
         let used: Vec<usize> = (0..roles.len()).filter(|&i| roles[i] != Role::Ignore).collect();
         let mask = ProjectionMask::roots(b.parquet_schema(), used.iter().copied());

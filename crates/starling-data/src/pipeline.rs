@@ -608,10 +608,10 @@ impl Pipeline {
         out
     }
 
-    /// Columnar input: the base fields (column name and kind) in field order.
+    /// Columnar input: the base fields (column name and kind) in field order; empty for text.
     #[cfg(feature = "arrow")]
-    pub fn columnar_fields(&self) -> Option<&std::sync::Arc<Vec<(String, ColumnKind)>>> {
-        self.columnar.as_ref()
+    pub fn columnar_fields(&self) -> &[(String, ColumnKind)] {
+        self.columnar.as_deref().map_or(&[], Vec::as_slice)
     }
 
     /// Whether columnar input must have a label column (true unless [`Pipeline::labels_optional`]).

@@ -142,10 +142,9 @@ impl BatchesReader {
             self.next_piece += 1;
             let batch = &self.batches[b];
             let source = PathBuf::from(format!("record batch {}", b + 1));
-            let fields = self.pipeline.columnar_fields().cloned().unwrap_or_default();
             let roles = column_roles(
                 batch.schema_ref(),
-                &fields,
+                self.pipeline.columnar_fields(),
                 &self.pipeline.config().columns,
                 self.pipeline.labels_required(),
             )
