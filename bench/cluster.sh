@@ -33,36 +33,20 @@ PASSES=${PASSES:-3}
 QUIET_WAIT=${QUIET_WAIT:-10}
 OUT="$BENCH/out"
 DATA="$OUT/cluster-data"
-VENV="$BENCH/.venv"
-PY="$VENV/bin/python"
 mkdir -p "$OUT"
-say() { printf '\n== %s\n' "$*"; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=common.sh
+. "$BENCH/common.sh"
 
 # 1. Starling release binary -------------------------------------------------------------------
-BIN=${STARLING:-${CARGO_TARGET_DIR:-$ROOT/target}/release/starling}
-if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${STARLING:-}" ]; then
-  say "building: cargo build --release -p starling"
-  (cd "$ROOT" && cargo build --release -p starling) || die "cargo build --release -p starling failed"
-fi
-[ -x "$BIN" ] || die "no Starling binary at $BIN (build it or set STARLING=...)"
+starling_binary
 for sub in train launch; do
-  help=$("$BIN" "$sub" --help 2>&1) || die "$BIN $sub --help failed: $help"
-  for flag in --train --test --format --model --optimizer --hash-bits --passes --threads --quiet --report; do
-    grep -q -- "$flag\b" <<<"$help" || die "$BIN $sub does not support $flag"
-  done
+  need_flags "$sub" --train --test --format --model --optimizer --hash-bits --passes --threads --quiet --report
 done
-grep -q -- "--servers\b" <<<"$help" && grep -q -- "--workers\b" <<<"$help" || die "$BIN launch lacks --servers/--workers"
-help=$("$BIN" gen --help 2>&1) || die "$BIN has no 'gen' subcommand"
-grep -q -- "--hash-bits\b" <<<"$help" || die "$BIN gen lacks --hash-bits"
+need_flags launch --servers --workers
+need_flags gen --hash-bits
 
 # 2. Python venv with pyspark -------------------------------------------------------------------
-if ! { [ -x "$PY" ] && "$PY" -c 'import numpy, sklearn, psutil' 2>/dev/null; }; then
-  say "creating $VENV (numpy scikit-learn psutil)"
-  [ -x "$PY" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q numpy scikit-learn psutil
-fi
+bench_venv "numpy, sklearn, psutil" numpy scikit-learn psutil
 if [ "${NO_SPARK:-0}" != 1 ]; then
   command -v java >/dev/null 2>&1 || die "Spark needs Java 17+ on PATH (apt-get install openjdk-17-jre-headless), or NO_SPARK=1"
   if ! "$PY" -c 'import pyspark, pandas; assert int(pandas.__version__.split(".")[0]) < 3' 2>/dev/null; then

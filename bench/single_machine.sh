@@ -25,11 +25,9 @@ CPU=${CPU:-0}
 QUIET_WAIT=${QUIET_WAIT:-20}
 OUT="$BENCH/out"
 DATA="$OUT/data"
-VENV="$BENCH/.venv"
-PY="$VENV/bin/python"
 mkdir -p "$OUT"
-say() { printf '\n== %s\n' "$*"; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=common.sh
+. "$BENCH/common.sh"
 
 # 1. Starling release binary -------------------------------------------------------------------
 BIN=${STARLING:-${CARGO_TARGET_DIR:-$ROOT/target}/release/starling}
@@ -50,12 +48,7 @@ if [ "$STARLING_OK" = 1 ]; then
 fi
 
 # 2. Python venv with the peers -----------------------------------------------------------------
-if ! { [ -x "$PY" ] && "$PY" -c 'import vowpalwabbit, numpy, sklearn, psutil' 2>/dev/null; }; then
-  say "creating $VENV (vowpalwabbit numpy scikit-learn psutil)"
-  [ -x "$PY" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q vowpalwabbit numpy scikit-learn psutil
-fi
+bench_venv "vowpalwabbit, numpy, sklearn, psutil" vowpalwabbit numpy scikit-learn psutil
 XLEARN=0
 if [ "${NO_XLEARN:-0}" != 1 ]; then
   if "$PY" -c 'import xlearn' >/dev/null 2>&1; then

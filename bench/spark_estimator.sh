@@ -11,10 +11,10 @@ TEST_ROWS=${TEST_ROWS:-$((ROWS / 4))}
 BITS=${BITS:-20}
 OUT="$BENCH/out"
 mkdir -p "$OUT"
-BIN=${STARLING:-${CARGO_TARGET_DIR:-$ROOT/target}/release/starling}
-if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${STARLING:-}" ]; then
-  (cd "$ROOT" && cargo build --release -p starling)
-fi
+# shellcheck source=common.sh
+. "$BENCH/common.sh"
+starling_binary
+need_flags gen --hash-bits
 PY="$(bash "$ROOT/scripts/pyenv.sh")"
 CARGO_TARGET_DIR="${STARLING_CACHE:-$HOME/.cache/starling}/python-target" "$PY" -m pip install -q "$ROOT/python"
 DATA="$OUT/spark-est-data-$ROWS-$BITS"

@@ -22,30 +22,16 @@ TEST_ROWS=${TEST_ROWS:-$((ROWS / 4))}
 SEED=${SEED:-42}
 OUT="$BENCH/out"
 DATA="$OUT/tune-data"
-VENV="$BENCH/.venv"
-PY="$VENV/bin/python"
 mkdir -p "$OUT"
-say() { printf '\n== %s\n' "$*"; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=common.sh
+. "$BENCH/common.sh"
 
 # 1. Starling release binary -------------------------------------------------------------------
-BIN=${STARLING:-${CARGO_TARGET_DIR:-$ROOT/target}/release/starling}
-if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${STARLING:-}" ]; then
-  say "building: cargo build --release -p starling"
-  (cd "$ROOT" && cargo build --release -p starling) || die "cargo build --release -p starling failed"
-fi
-[ -x "$BIN" ] || die "no Starling binary at $BIN (build it or set STARLING=...)"
-help=$("$BIN" tune --help 2>&1) || die "$BIN has no 'tune' subcommand"
-for flag in --space --out --parallel --trials --cache-dir --train --test --hash-bits; do
-  grep -q -- "$flag\b" <<<"$help" || die "$BIN tune does not support $flag"
-done
+starling_binary
+need_flags tune --space --out --parallel --trials --cache-dir --train --test --hash-bits
 
 # 2. Python venv (psutil for mon.py) -----------------------------------------------------------
-if ! { [ -x "$PY" ] && "$PY" -c 'import psutil' 2>/dev/null; }; then
-  say "creating $VENV (psutil)"
-  [ -x "$PY" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q psutil
-fi
+bench_venv psutil psutil
 
 # 3. Data ---------------------------------------------------------------------------------------
 if ! { [ -s "$DATA/meta.json" ] && "$PY" - "$DATA/meta.json" "$ROWS" "$TEST_ROWS" "$SEED" <<'EOF'
