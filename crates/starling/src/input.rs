@@ -83,9 +83,19 @@ struct CacheUse {
 enum Splits {
     Text(Vec<Split>),
     Parquet(Vec<ParquetSplit>),
-    /// Batches in memory, and the `(rank, world)` reader they all belong to when they are one
-    /// process's slice already (a Spark task's partition).
-    Batches(Arc<Vec<RecordBatch>>, Option<(usize, usize)>),
+    /// Batches in memory, and which `(rank, world)` slice of the input they hold:
+    /// [`crate::cache::WHOLE`], or one process's slice already (a Spark task's partition).
+    Batches(Arc<Vec<RecordBatch>>, (usize, usize)),
+}
+
+/// What reader `rank` of `world` reads of data holding the `held` slice of an input: its share
+/// of the whole, or all of it when it holds exactly that reader's slice.
+fn share_of(held: (usize, usize), rank: usize, world: usize) -> (usize, usize) {
+    if held == crate::cache::WHOLE {
+        return (rank, world);
+    }
+    assert_eq!(held, (rank, world), "data holding one slice read as another");
+    crate::cache::WHOLE
 }
 
 /// A job's input, ready to hand out per-thread readers.
@@ -133,14 +143,14 @@ impl Inputs {
         }
         job.features = pipeline.config().clone();
         let bad = BadLines::new(job.features.max_bad_lines);
-        Ok(Inputs { splits: Splits::Batches(batches, None), bad, pipeline, cache: None })
+        Ok(Inputs { splits: Splits::Batches(batches, crate::cache::WHOLE), bad, pipeline, cache: None })
     }
 
     /// Marks in-memory batches as the whole slice of reader `rank` of `world` (a Spark task's
     /// partition), which that reader then reads in full.
     pub fn whole_slice_of(mut self, rank: usize, world: usize) -> Self {
         if let Splits::Batches(b, _) = self.splits {
-            self.splits = Splits::Batches(b, Some((rank, world)));
+            self.splits = Splits::Batches(b, (rank, world));
         }
         self
     }
@@ -161,12 +171,8 @@ impl Inputs {
     /// cache, else of the text splits, in input order.
     pub fn reader(&self, rank: usize, world: usize) -> Result<Reader, DataError> {
         let Some(c) = &self.cache else { return Ok(self.source_reader(rank, world)) };
-        let whole = CacheReader::open(&c.path, c.hash_bits)?;
-        if c.share == crate::cache::WHOLE {
-            return Ok(Reader::Cache(whole.share(rank, world)?));
-        }
-        assert_eq!(c.share, (rank, world), "a cache of one slice read as another");
-        Ok(Reader::Cache(whole))
+        let (r, w) = share_of(c.share, rank, world);
+        Ok(Reader::Cache(CacheReader::open(&c.path, c.hash_bits)?.share(r, w)?))
     }
 
     /// The reader of the input itself (text or Parquet) for thread `rank` of `world`, whether or
@@ -178,15 +184,9 @@ impl Inputs {
             Splits::Parquet(s) => {
                 Reader::Parquet(ParquetReader::new(assign_parquet_splits(s, rank, world), pipeline, bad))
             }
-            Splits::Batches(b, own) => {
-                let share = match own {
-                    Some(o) => {
-                        assert_eq!(*o, (rank, world), "a slice of batches read as another");
-                        batch_share(b, 0, 1)
-                    }
-                    None => batch_share(b, rank, world),
-                };
-                Reader::Batches(BatchesReader::new(b.clone(), share, pipeline, bad))
+            Splits::Batches(b, held) => {
+                let (r, w) = share_of(*held, rank, world);
+                Reader::Batches(BatchesReader::new(b.clone(), batch_share(b, r, w), pipeline, bad))
             }
         }
     }
