@@ -37,8 +37,8 @@ pub enum ModelError {
         /// The valid range, in words.
         expected: &'static str,
     },
-    /// A hyperparameter this optimizer does not have (FTRL's step size is `alpha`, not `lr`).
-    #[error("optimizer {optimizer} has no hyperparameter {name:?}{}", if *optimizer == "ftrl" && name == "lr" { " (FTRL's step size is alpha)" } else { "" })]
+    /// A hyperparameter this optimizer does not have.
+    #[error("optimizer {optimizer} has no hyperparameter `{name}` (it has: {})", crate::optim::hyperparameters(optimizer).join(", "))]
     UnknownHyper {
         /// Optimizer name.
         optimizer: &'static str,

@@ -5,12 +5,22 @@ use serde::{Deserialize, Serialize};
 
 /// Loss of one example as a function of the model's raw score.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Loss {
     /// Log loss on a sigmoid of the score; labels are 0/1 (soft labels in [0, 1] also work).
     Logistic,
     /// Half the squared residual, so that its derivative is the residual itself.
     Squared,
+}
+
+impl std::fmt::Display for Loss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Loss::Logistic => "logistic",
+            Loss::Squared => "squared",
+        })
+    }
 }
 
 /// `ln(1 + e^x)` without overflow for large `x` nor lost precision for very negative `x`.

@@ -17,6 +17,7 @@ use crate::rng::unit_for;
 
 /// The model family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     /// Logistic (or linear) regression: one weight per key.
@@ -25,6 +26,12 @@ pub enum ModelKind {
     Fm,
     /// Field-aware factorization machine: one k-vector per (key, other field).
     Ffm,
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl ModelKind {

@@ -9,61 +9,54 @@ use serde::{Deserialize, Serialize};
 use crate::error::ModelError;
 
 /// An optimizer and its hyperparameters.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "lowercase", deny_unknown_fields)]
+///
+/// In a config it is a table whose `name` picks the rule (AdaGrad when it is left out) and whose
+/// other keys set hyperparameters; unset ones take the rule's defaults, unknown ones are errors.
+/// `lr` is every rule's step size: FTRL's is its `alpha`, as in TensorFlow's FTRL. L2 is applied
+/// lazily, to the rows an example touches (as VW and xLearn do). Optimizer state lives in the
+/// table row beside the weights and is saved with the model, so training resumes exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "name", rename_all = "lowercase")]
 pub enum Optimizer {
     /// Plain SGD: `w -= lr (g + l2 w)`.
     Sgd {
         /// Learning rate.
-        #[serde(default = "defaults::sgd_lr")]
         lr: f32,
         /// L2 strength, added to the gradient of touched rows.
-        #[serde(default)]
         l2: f32,
     },
     /// AdaGrad (Duchi et al. 2011), per coordinate: `n += g^2; w -= lr g / (sqrt(n) + eps)`.
     Adagrad {
         /// Learning rate.
-        #[serde(default = "defaults::adagrad_lr")]
         lr: f32,
         /// L2 strength, added to the gradient of touched rows.
-        #[serde(default)]
         l2: f32,
         /// Keeps the first step finite when the accumulator is still 0.
-        #[serde(default = "defaults::adagrad_eps")]
         eps: f32,
     },
     /// FTRL-Proximal (McMahan et al. 2013) with L1 (sparsity) and L2 in the proximal term.
     Ftrl {
         /// Learning-rate scale.
-        #[serde(default = "defaults::ftrl_alpha")]
         alpha: f32,
         /// Learning-rate smoothing (the `beta` of the per-coordinate rate `alpha / (beta + sqrt(n))`).
-        #[serde(default = "defaults::ftrl_beta")]
         beta: f32,
         /// L1 strength: coordinates with `|z| <= l1` are exactly 0.
-        #[serde(default = "defaults::ftrl_l1")]
         l1: f32,
         /// L2 strength (the paper's lambda_2, in the closed-form denominator).
-        #[serde(default = "defaults::ftrl_l2")]
         l2: f32,
     },
     /// Adam (Kingma & Ba 2015), lazily per row, with a per-row step count for bias correction.
     Adam {
         /// Learning rate.
-        #[serde(default = "defaults::adam_lr")]
         lr: f32,
         /// Decay of the first moment.
-        #[serde(default = "defaults::adam_beta1")]
         beta1: f32,
         /// Decay of the second moment.
-        #[serde(default = "defaults::adam_beta2")]
         beta2: f32,
         /// Keeps the step finite when the second moment is ~0.
-        #[serde(default = "defaults::adam_eps")]
         eps: f32,
         /// L2 strength, added to the gradient of touched rows (coupled, not AdamW).
-        #[serde(default)]
         l2: f32,
     },
 }
@@ -130,7 +123,7 @@ impl Optimizer {
                 "l2",
             ) => l2,
             (Optimizer::Adagrad { eps, .. } | Optimizer::Adam { eps, .. }, "eps") => eps,
-            (Optimizer::Ftrl { alpha, .. }, "alpha") => alpha,
+            (Optimizer::Ftrl { alpha, .. }, "alpha" | "lr") => alpha,
             (Optimizer::Ftrl { beta, .. }, "beta") => beta,
             (Optimizer::Ftrl { l1, .. }, "l1") => l1,
             (Optimizer::Adam { beta1, .. }, "beta1") => beta1,
@@ -139,6 +132,58 @@ impl Optimizer {
         };
         *slot = value;
         self.validate()
+    }
+}
+
+/// The hyperparameter names of the optimizer called `name`, for messages (FTRL's `lr` is its `alpha`).
+pub fn hyperparameters(name: &str) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> =
+        Optimizer::default_for(name).map(|o| o.hyperparameters().iter().map(|(n, _)| *n).collect()).unwrap_or_default();
+    if name == "ftrl" {
+        names.push("lr (= alpha)");
+    }
+    names
+}
+
+impl<'de> Deserialize<'de> for Optimizer {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Value {
+            Name(String),
+            Number(f32),
+        }
+        let mut table = std::collections::BTreeMap::<String, Value>::deserialize(de)?;
+        let name = match table.remove("name") {
+            None => "adagrad".to_string(),
+            Some(Value::Name(n)) => n,
+            Some(Value::Number(x)) => {
+                return Err(D::Error::custom(format!("optimizer name must be sgd, adagrad, ftrl or adam, got {x}")))
+            }
+        };
+        let mut opt = Optimizer::default_for(&name).ok_or_else(|| {
+            D::Error::custom(format!("unknown optimizer `{name}`: expected sgd, adagrad, ftrl or adam"))
+        })?;
+        if matches!(opt, Optimizer::Ftrl { .. }) && table.contains_key("lr") && table.contains_key("alpha") {
+            return Err(D::Error::custom("ftrl: give `lr` or `alpha` (the same step size), not both"));
+        }
+        for (key, value) in table {
+            let Value::Number(x) = value else {
+                return Err(D::Error::custom(format!("optimizer {name}: `{key}` must be a number")));
+            };
+            // `set` validates the whole optimizer; defaults are valid, so only this key can fail.
+            opt.set(&key, x).map_err(D::Error::custom)?;
+        }
+        Ok(opt)
+    }
+}
+
+impl std::fmt::Display for Optimizer {
+    /// The name and every hyperparameter, as a config would set them: `ftrl (alpha 0.05, beta 1, l1 0.1, l2 1)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let params: Vec<String> = self.hyperparameters().iter().map(|(n, v)| format!("{n} {v}")).collect();
+        write!(f, "{} ({})", self.name(), params.join(", "))
     }
 }
 
@@ -204,6 +249,18 @@ impl Optimizer {
             "ftrl" => Some(Self::ftrl_default()),
             "adam" => Some(Self::adam_default()),
             _ => None,
+        }
+    }
+
+    /// Every hyperparameter and its value, by the names configs use.
+    pub fn hyperparameters(&self) -> Vec<(&'static str, f32)> {
+        match *self {
+            Optimizer::Sgd { lr, l2 } => vec![("lr", lr), ("l2", l2)],
+            Optimizer::Adagrad { lr, l2, eps } => vec![("lr", lr), ("l2", l2), ("eps", eps)],
+            Optimizer::Ftrl { alpha, beta, l1, l2 } => vec![("alpha", alpha), ("beta", beta), ("l1", l1), ("l2", l2)],
+            Optimizer::Adam { lr, beta1, beta2, eps, l2 } => {
+                vec![("lr", lr), ("beta1", beta1), ("beta2", beta2), ("eps", eps), ("l2", l2)]
+            }
         }
     }
 

@@ -30,7 +30,7 @@ pub enum DataError {
     },
 
     /// A malformed line: `path:line: column C "got": expected ...`.
-    #[error("{}:{line}: column {column} {got:?}: expected {expected}", path.display())]
+    #[error("{}:{line}: column {column} \"{got}\": expected {expected}", path.display())]
     Parse {
         /// The file.
         path: PathBuf,
@@ -41,7 +41,7 @@ pub enum DataError {
         column: usize,
         /// What the parser expected there.
         expected: String,
-        /// What it found (truncated).
+        /// What it found (truncated, escaped as [`crate::format::printable`] does).
         got: String,
     },
 

@@ -27,6 +27,7 @@ pub const DEFAULT_SCAN_LINES: u64 = 1_000_000;
 
 /// Input format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Guess from the first input file: its extension, else its first line.
@@ -82,11 +83,21 @@ impl Format {
     /// Criteo, `label f:i:v ...` libFFM, `label i:v ...` LibSVM, a `,` CSV; a file starting with
     /// `PAR1` is Parquet (Spark names its files `part-*.snappy.parquet`, but not always).
     pub fn sniff(path: &Path) -> Result<Option<Format>, DataError> {
-        let mut magic = [0u8; 4];
-        let n = std::io::Read::read(&mut std::fs::File::open(path).map_err(|e| DataError::io(path, e))?, &mut magic)
-            .map_err(|e| DataError::io(path, e))?;
-        if n == 4 && &magic == b"PAR1" {
+        let mut head = Vec::with_capacity(4096);
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::fs::File::open(path).map_err(|e| DataError::io(path, e))?, 4096),
+            &mut head,
+        )
+        .map_err(|e| DataError::io(path, e))?;
+        if head.starts_with(b"PAR1") {
             return Ok(Some(Format::Parquet));
+        }
+        // A gzip stream is binary but holds text, which the line source decompresses.
+        if let (false, Some(at)) = (head.starts_with(&[0x1f, 0x8b]), crate::format::binary_at(&head)) {
+            return Err(DataError::Config(format!(
+                "{}: not a text file (a NUL byte at offset {at}), nor Parquet; the text formats are libsvm, libffm, criteo, vw and csv",
+                path.display()
+            )));
         }
         let split = Split::whole(path)?;
         let mut src = LineSource::open(&split, false)?;
@@ -136,6 +147,7 @@ fn sniff_line(line: &[u8]) -> Option<Format> {
 
 /// How numeric columns (Criteo integers, CSV numeric columns) become features.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NumericTransform {
     /// One-hot bucket, as the Criteo-winning FFM entry: `x > 2` → bucket `floor(ln(x)^2)`, else
@@ -150,11 +162,12 @@ pub enum NumericTransform {
 
 /// How the columns of CSV and Parquet input are used (`[features.columns]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ColumnConfig {
-    /// Cell delimiter (an ASCII character; `','` by default, `'\t'` for TSV).
+    /// Cell delimiter of CSV (an ASCII character; `"\t"` for TSV).
     pub delimiter: char,
-    /// Label column name (default `label`; matched exactly, else case-insensitively).
+    /// Label column name: matched exactly, else case-insensitively if unambiguous.
     pub label: String,
     /// Optional importance-weight column.
     pub weight: Option<String>,
@@ -200,29 +213,31 @@ impl ColumnConfig {
 
 /// Everything that decides how input lines become examples.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
-    /// Input format (`auto` guesses from the first file).
+    /// Input format; `auto` guesses from the first file's extension, then its first bytes.
     pub format: Format,
-    /// Fold keys into `2^hash_bits` buckets; 0 keeps full 64-bit keys. Default 24.
+    /// Keys are folded into `2^hash_bits` rows of a direct-indexed table; 0 keeps full 64-bit
+    /// keys in a hash table (no collisions, more memory per row).
     pub hash_bits: u32,
-    /// Add a bias feature (constant key, value 1) in its own last field. Default true.
+    /// Add a bias feature (constant key, value 1) in its own, last field.
     pub bias: bool,
-    /// Feature crosses, as pairs of field names (like VW `-q`); each gets its own field.
+    /// Pairs of field names to cross, like VW `-q`: `[["C1", "C14"]]`; each cross is a new field.
     pub crosses: Vec<[String; 2]>,
-    /// Transform of numeric columns.
+    /// Transform of numeric columns (Criteo I1-I13, CSV numeric ones).
     pub numeric: NumericTransform,
     /// Column mapping of CSV and Parquet input (`[features.columns]`; `[features.csv]` is read too).
     #[serde(alias = "csv")]
     pub columns: ColumnConfig,
-    /// VW: namespace first characters that become fields 0..n, in order; empty = one field per
-    /// byte value (256 fields).
+    /// VW: the namespace first letters that become fields 0..n, in order; empty gives one field
+    /// per byte value (256, fine for LR and FM; set it for FFM).
     pub namespaces: String,
-    /// libFFM: number of fields; `None` = discover by scanning the start of the input.
+    /// libFFM: number of fields; unset scans the first 1M lines of the input.
     pub num_fields: Option<usize>,
-    /// Map labels to 0/1 (`> 0` → 1, else 0), for logistic loss; accepts 0/1 and -1/+1.
+    /// Map labels to 0/1 (`> 0` → 1, else 0); set by the trainer, on for logistic loss.
     pub binary_labels: bool,
-    /// Malformed lines skipped (and counted) before reading fails; 0 = the first one fails.
+    /// Malformed lines to skip and report; 0 stops at the first, naming file, line and column.
     pub max_bad_lines: u64,
 }
 
@@ -710,7 +725,7 @@ fn csv_delimiter(c: &ColumnConfig) -> Result<u8, DataError> {
 /// Column names of a header line.
 fn header_names(header: &[u8], delim: u8) -> Result<Vec<String>, String> {
     let cells = split_line(header, delim).map_err(|e| format!("column {}: expected {}", e.column, e.expected))?;
-    Ok(cells.iter().map(|c| String::from_utf8_lossy(c).trim().to_string()).collect())
+    Ok(cells.iter().map(|c| crate::format::printable(c, 200).trim().to_string()).collect())
 }
 
 /// Index of column `name`: an exact match, else the only case-insensitive one.

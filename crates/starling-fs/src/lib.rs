@@ -172,6 +172,13 @@ pub fn write_atomic_io(
     file.commit()
 }
 
+/// Writes `bytes` to `path` atomically (see [`AtomicFile`]): whole under its name, or not there.
+pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = AtomicFile::create(path)?;
+    file.write_all(bytes)?;
+    file.commit().map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,27 @@ pub struct TableSpec {
     pub init: Init,
 }
 
+impl std::fmt::Display for Init {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Init::Model(m) => write!(
+                f,
+                "{} init (k={}, {} fields, scale {}, seed {})",
+                m.kind, m.k, m.num_fields, m.init_scale, m.seed
+            ),
+            Init::Zeros => f.write_str("zeros"),
+            Init::Uniform { scale, seed } => write!(f, "uniform init (scale {scale}, seed {seed})"),
+        }
+    }
+}
+
+impl std::fmt::Display for TableSpec {
+    /// `weights: 9 floats per row, adagrad, fm init (...)`, for messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} weights per row, {}, {}", self.name, self.dim, self.optimizer.name(), self.init)
+    }
+}
+
 impl TableSpec {
     /// The sparse table of a single-machine model: same rows, same init.
     pub fn for_model(name: &str, model: &ModelSpec, optimizer: &Optimizer) -> Self {

@@ -50,9 +50,40 @@ const MAX_GOT: usize = 60;
 impl LineError {
     /// An error at `column` about the bytes `got`.
     pub fn new(column: usize, expected: impl Into<Cow<'static, str>>, got: &[u8]) -> Self {
-        let (cut, ellipsis) = if got.len() > MAX_GOT { (&got[..MAX_GOT], "...") } else { (got, "") };
-        LineError { column, expected: expected.into(), got: format!("{}{}", String::from_utf8_lossy(cut), ellipsis) }
+        LineError { column, expected: expected.into(), got: printable(got, MAX_GOT) }
     }
+}
+
+/// Input bytes as they may appear in a message: text as it is, control characters, quotes and
+/// bytes that are not UTF-8 escaped (`\x00`, `\"`), cut after `max` bytes with `...`. What a
+/// user's file holds never reaches a terminal raw.
+pub fn printable(bytes: &[u8], max: usize) -> String {
+    let (cut, ellipsis) = if bytes.len() > max { (&bytes[..max], "...") } else { (bytes, "") };
+    let mut out = String::with_capacity(cut.len() + 3);
+    for chunk in cut.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' | '\\' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.push_str(ellipsis);
+    out
+}
+
+/// Where `bytes` (the start of a file) show it is not text: the offset of the first NUL byte,
+/// which no text format here contains.
+pub fn binary_at(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == 0)
 }
 
 /// A record sink that does nothing; handy for validating or scanning input.
