@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Every test: installs what the tests need (the Python venv with pyspark, pyarrow, pandas<3,
-# maturin: scripts/pyenv.sh), runs the Rust workspace's tests (some start real Spark sessions
-# through the venv), installs the Python package (pip install ./python) and runs its tests.
-# .ci/run calls this, then the fuzzer.
+# maturin, moto: scripts/pyenv.sh), runs the Rust workspace's tests in one build with every
+# feature the tests use (some start real Spark sessions or a local S3 server through the venv,
+# and run the commands of README.md and docs/ as written), installs the Python package
+# (pip install ./python) and runs its tests. .ci/run calls this, then the linters and the fuzzer.
+#
+# Needs, besides a Rust toolchain, python3 and Java 17+: ../shared/data beside the checkout (or
+# $STARLING_SHARED_DATA), the real data sets some tests read. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+DATA="${STARLING_SHARED_DATA:-$PWD/../shared/data}"
+if [ ! -d "$DATA" ]; then
+  echo "test.sh: $DATA is missing: the tests read the data sets of ../shared/data beside the checkout (or set STARLING_SHARED_DATA)" >&2
+  exit 1
+fi
+export STARLING_SHARED_DATA="$(cd "$DATA" && pwd)"
 STARLING_PYTHON="$(bash scripts/pyenv.sh)"
 export STARLING_PYTHON PYSPARK_PYTHON="$STARLING_PYTHON" SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
-cargo test --workspace --locked "$@"
-# Object store input (s3, gs, az, http, hdfs) is a build feature: its tests run against a local
-# S3 server (moto) and an unreachable HDFS name node.
-cargo test --locked -p starling --features hdfs --test object_store
+# One build: object-store input (s3, gs, az, http, hdfs) is a build feature, turned on here for
+# the whole workspace so the tests of every crate share one set of artifacts.
+cargo test --workspace --locked --features starling/hdfs "$@"
 # The Python package, built as a user installs it; its tests use the CLI the Rust tests built.
 CACHE="${STARLING_CACHE:-$HOME/.cache/starling}"
 CARGO_TARGET_DIR="$CACHE/python-target" "$STARLING_PYTHON" -m pip install -q ./python

@@ -17,23 +17,8 @@ use starling::input::Inputs;
 use starling::{model_file, predict, trainer, Model};
 use starling_core::metrics::Summary;
 
-/// The message of an error with its chain of causes.
-fn message(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let c_text = c.to_string();
-        if !s.contains(&c_text) {
-            s.push_str(": ");
-            s.push_str(&c_text);
-        }
-        cur = c.source();
-    }
-    s
-}
-
-fn value_error(e: impl std::error::Error) -> PyErr {
-    PyValueError::new_err(message(&e))
+fn value_error(e: impl std::error::Error + 'static) -> PyErr {
+    PyValueError::new_err(starling::error_chain(&e))
 }
 
 /// pyarrow record batches as Rust ones (shared buffers, no copy).
@@ -69,13 +54,13 @@ impl PyModel {
     /// Loads a model file or a distributed checkpoint directory, as `starling predict` does.
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py.detach(|| model_file::load(&path)).map_err(|e| PyOSError::new_err(message(&e)))?;
+        let inner = py.detach(|| model_file::load(&path)).map_err(|e| PyOSError::new_err(starling::error_chain(&e)))?;
         Ok(PyModel { inner })
     }
 
     /// Saves the model in the format the CLI reads (temp file, fsync, rename).
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| model_file::save(&self.inner, &path)).map_err(|e| PyOSError::new_err(message(&e)))
+        py.detach(|| model_file::save(&self.inner, &path)).map_err(|e| PyOSError::new_err(starling::error_chain(&e)))
     }
 
     /// Predictions (probabilities for logistic loss) of every row of `batches`, in order; the
@@ -255,10 +240,11 @@ fn run_task(
                 bind: format!("{host}:0"),
                 advertise: None,
                 token: token.clone(),
+                rank_file: None,
             };
             shards.push(std::thread::spawn(move || server_role::run(&opts)));
         }
-        let worker = worker_role::run_on(&worker_role::WorkerOptions { coordinator, token }, Some(data));
+        let worker = worker_role::run_on(&worker_role::WorkerOptions { coordinator, token, rank_file: None }, Some(data));
         let mut first_error = worker.err();
         for s in shards {
             match s.join() {

@@ -35,7 +35,7 @@ pub fn ensure(
     };
     match cache_status(&path, &fingerprint).map_err(data)? {
         CacheStatus::Ready(_) => return Ok((path, 0)),
-        CacheStatus::Stale(why) => eprintln!("rebuilding the {role} cache: {why}"),
+        CacheStatus::Stale(why) => crate::errln!("rebuilding the {role} cache: {why}"),
         CacheStatus::Missing => {}
     }
     // Keys stay unfolded in the cache, so trials may differ in hash_bits.
@@ -58,7 +58,7 @@ pub fn ensure(
     }
     writer.commit().map_err(write_err)?;
     if let Some(r) = inputs.bad_lines_report() {
-        eprintln!("{role} input: {r}");
+        crate::errln!("{role} input: {r}");
     }
     Ok((path, reader.examples_read()))
 }

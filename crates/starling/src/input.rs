@@ -14,6 +14,9 @@ use starling_data::{
 
 use crate::config::JobConfig;
 
+/// Examples [`Inputs::preflight`] reads: enough to meet a bad header or format, cheap next to training.
+const PREFLIGHT_EXAMPLES: u32 = 1000;
+
 /// A reader of examples for one thread: parsing the text, or decoding the binary cache of it.
 // One per thread, called per example: a box would add an indirection to the hot loop.
 #[allow(clippy::large_enum_variant)]
@@ -60,6 +63,20 @@ pub enum InputError {
     /// Writing output failed.
     #[error("writing output: {0}")]
     Output(String),
+    /// The input holds no examples (or every line was skipped as malformed).
+    #[error("{0} holds no examples")]
+    Empty(String),
+    /// Input read for a saved model failed; the model expects the format it was trained on.
+    #[error("{source} (the model reads {format} input, as it was trained on)")]
+    ForModel {
+        /// The model's input format.
+        format: &'static str,
+        /// What failed.
+        source: Box<InputError>,
+    },
+    /// The reader of stdout went away (`| head`): not a failure of the job.
+    #[error("the output was closed")]
+    OutputClosed,
     /// Writing a cache of the input failed.
     #[error("writing the input cache {path}: {source}")]
     Cache {
@@ -175,10 +192,36 @@ impl Inputs {
         Ok(Reader::Cache(CacheReader::open(&c.path, c.hash_bits)?.share(r, w)?))
     }
 
+    /// Reads the first examples before any work is done on this input: an input that is empty,
+    /// or whose first lines are malformed, fails now rather than after training. `what` names
+    /// the input in the message (`the holdout data/test.tsv`). Lines skipped here are counted
+    /// apart, so the run's own report counts each skipped line once.
+    pub fn preflight(&self, what: &str) -> Result<(), InputError> {
+        let mut reader = match &self.cache {
+            Some(_) => self.reader(0, 1)?,
+            None => self.reader_with(0, 1, BadLines::new(self.bad.limit())),
+        };
+        let mut ex = Example::default();
+        for _ in 0..PREFLIGHT_EXAMPLES {
+            if !reader.next(&mut ex)? {
+                break;
+            }
+        }
+        if reader.examples_read() == 0 {
+            return Err(InputError::Empty(what.to_string()));
+        }
+        Ok(())
+    }
+
     /// The reader of the input itself (text or Parquet) for thread `rank` of `world`, whether or
     /// not there is a cache.
     pub fn source_reader(&self, rank: usize, world: usize) -> Reader {
-        let (pipeline, bad) = (self.pipeline.clone(), self.bad.clone());
+        self.reader_with(rank, world, self.bad.clone())
+    }
+
+    /// [`Inputs::source_reader`], counting skipped lines in `bad`.
+    fn reader_with(&self, rank: usize, world: usize, bad: Arc<BadLines>) -> Reader {
+        let pipeline = self.pipeline.clone();
         match &self.splits {
             Splits::Text(s) => Reader::Text(ExampleReader::new(assign_splits(s, rank, world), pipeline, bad)),
             Splits::Parquet(s) => {

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod input;
 pub mod model;
 pub mod model_file;
@@ -18,5 +19,6 @@ pub mod tune;
 pub mod worker;
 
 pub use config::JobConfig;
+pub use console::error_chain;
 pub use model::Model;
 pub use trainer::{train, TrainReport};

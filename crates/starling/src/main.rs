@@ -1,16 +1,18 @@
 //! `starling`: train, evaluate and use sparse models (LR, FM, FFM) from the command line.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use starling::config::JobConfig;
+use starling::input::InputError;
 use starling::{cluster, model_file, predict, quickstart, report, trainer, tune};
+use starling::{errln, out, outln};
 use starling_core::{Loss, ModelKind, Optimizer};
 use starling_data::synth::{SynthConfig, SynthFormat};
 use starling_data::{Format, NumericTransform};
+use starling_fs::AtomicFile;
 
 /// Starling: a trainer for very large sparse models (LR, FM, FFM).
 #[derive(Parser)]
@@ -36,6 +38,8 @@ enum Command {
     Launch(LaunchArgs),
     /// Train many configurations of a job side by side from one parsed cache and keep the best.
     Tune(TuneArgs),
+    /// Print the job config reference (every option, its default and meaning) as Markdown.
+    ConfigReference,
     /// Cluster role: resolve the job, register servers and workers, gate clocks, end the job.
     Coordinator(CoordinatorArgs),
     /// Cluster role: hold a share of the model's rows and apply the optimizer to pushed gradients.
@@ -112,6 +116,9 @@ struct ServerArgs {
     /// The job's shared secret (default: $STARLING_TOKEN).
     #[arg(long)]
     token: Option<String>,
+    /// Write the server id the coordinator assigns here (for launchers).
+    #[arg(long)]
+    rank_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -122,6 +129,9 @@ struct WorkerArgs {
     /// The job's shared secret (default: $STARLING_TOKEN).
     #[arg(long)]
     token: Option<String>,
+    /// Write the worker rank the coordinator assigns here (for launchers).
+    #[arg(long)]
+    rank_file: Option<PathBuf>,
 }
 
 /// Options of `starling train`; every one also has a key in the TOML job config.
@@ -145,7 +155,7 @@ struct TrainArgs {
     /// Malformed lines to skip and report before failing; 0 stops at the first [features.max_bad_lines].
     #[arg(long)]
     max_bad_lines: Option<u64>,
-    /// Input format: libsvm, libffm, criteo, vw or csv; guessed from the file extension if unset [features.format].
+    /// Input format: libsvm, libffm, criteo, vw, csv or parquet; guessed from the file if unset [features.format].
     #[arg(long)]
     format: Option<String>,
     /// Fold keys into 2^B table rows (0: full 64-bit keys in a hash table) [features.hash_bits].
@@ -167,7 +177,7 @@ struct TrainArgs {
     #[arg(long)]
     k: Option<usize>,
     /// Latent weights start uniform in [-s, s) [model.init_scale].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     init_scale: Option<f32>,
     /// Loss: logistic or squared [model.loss].
     #[arg(long)]
@@ -175,20 +185,20 @@ struct TrainArgs {
     /// Optimizer: sgd, adagrad, ftrl or adam [optimizer.name].
     #[arg(long)]
     optimizer: Option<String>,
-    /// Step size of sgd, adagrad, adam [optimizer.lr].
-    #[arg(long)]
+    /// Step size of any optimizer (FTRL: its alpha) [optimizer.lr].
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f32>,
     /// L1 penalty (ftrl) [optimizer.l1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     l1: Option<f32>,
     /// L2 penalty [optimizer.l2].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     l2: Option<f32>,
     /// FTRL alpha [optimizer.alpha].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     alpha: Option<f32>,
     /// FTRL beta [optimizer.beta].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     beta: Option<f32>,
     /// Passes over the training data [train.passes].
     #[arg(long)]
@@ -434,15 +444,15 @@ fn cmd_tune(mut a: TuneArgs) -> Result<()> {
 fn cmd_train(a: TrainArgs) -> Result<()> {
     let job = job_from(&a)?;
     if a.print_config {
-        print!("{}", job.to_toml());
+        out!("{}", starling::config::commented_toml(&job));
         return Ok(());
     }
     if job.data.train.is_empty() {
         bail!("no training data: give --train FILE... or set [data] train = [...] in the config");
     }
     let (model, rep) = trainer::train(&job, a.quiet)?;
-    println!(
-        "trained {:?} on {} examples in {:.2} s ({:.0} examples/s); progressive logloss {:.5}",
+    outln!(
+        "trained {} on {} examples in {:.2} s ({:.0} examples/s); progressive logloss {:.5}",
         model.learner.model.kind,
         rep.train_examples,
         rep.train_seconds,
@@ -450,17 +460,21 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         rep.progressive.logloss
     );
     if rep.bad_lines > 0 {
-        println!("skipped {} malformed lines (max_bad_lines = {}):", rep.bad_lines, job.features.max_bad_lines);
+        outln!("skipped {} malformed lines (max_bad_lines = {}):", rep.bad_lines, job.features.max_bad_lines);
         for s in &rep.bad_line_samples {
-            println!("  {s}");
+            outln!("  {s}");
         }
     }
-    if let Some(t) = &rep.test {
-        println!("test: {}", trainer::describe(t));
+    match (rep.cache_parsed, &job.data.cache_dir) {
+        (Some(0), Some(dir)) => outln!("cache: read the input from the existing cache in {}", dir.display()),
+        (Some(n), Some(dir)) => outln!("cache: parsed {n} examples into {} (later runs read it)", dir.display()),
+        _ => {}
     }
-    if let Some(path) = &job.train.save {
-        model_file::save(&model, path)?;
-        println!("model saved to {}", path.display());
+    if let Some(t) = &rep.test {
+        outln!("test: {}", trainer::describe(t));
+    }
+    if let Some(path) = &rep.saved {
+        outln!("model saved to {}", path.display());
     }
     if let Some(path) = &a.report {
         report::write(path, &report::train_json(&rep))?;
@@ -469,34 +483,48 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
 }
 
 fn cmd_predict(a: PredictArgs) -> Result<()> {
-    let model = model_file::load(&a.model)?;
+    let model = load_model(&a.model)?;
     let scored = if a.out == Path::new("-") {
         let stdout = std::io::stdout();
         let mut lock = std::io::BufWriter::new(stdout.lock());
-        predict::predict_to(&model, &a.data, a.max_bad_lines, &mut lock)?
+        match predict::predict_to(&model, &a.data, a.max_bad_lines, &mut lock) {
+            // `starling predict ... | head`: the reader has all it wanted.
+            Err(InputError::OutputClosed) => return Ok(()),
+            other => other?,
+        }
     } else {
-        let file = std::fs::File::create(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-        let mut w = std::io::BufWriter::new(file);
-        let s = predict::predict_to(&model, &a.data, a.max_bad_lines, &mut w)?;
-        w.flush().with_context(|| format!("writing {}", a.out.display()))?;
-        eprintln!("wrote {} predictions to {}", s.summary.count, a.out.display());
+        // Written under a temporary name and renamed at the end: a failure leaves the previous
+        // file as it was, never partial predictions under its name.
+        let mut file = AtomicFile::create(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+        let s = predict::predict_to(&model, &a.data, a.max_bad_lines, &mut file)?;
+        file.commit().with_context(|| format!("writing {}", a.out.display()))?;
+        errln!("wrote {} predictions to {}", s.summary.count, a.out.display());
         s
     };
     if let Some(r) = &scored.bad_lines {
-        eprintln!("{r}");
+        errln!("{r}");
     }
-    eprintln!("against the labels: {}", trainer::describe(&scored.summary));
+    errln!("against the labels: {}", trainer::describe(&scored.summary));
     Ok(())
 }
 
+/// Loads the model at `path`, saying which checkpoint a directory of checkpoints meant.
+fn load_model(path: &Path) -> Result<starling::Model> {
+    let resolved = model_file::resolve(path)?;
+    if resolved != path {
+        errln!("model: {} (the newest complete checkpoint in {})", resolved.display(), path.display());
+    }
+    Ok(model_file::load(&resolved)?)
+}
+
 fn cmd_eval(a: EvalArgs) -> Result<()> {
-    let model = model_file::load(&a.model)?;
+    let model = load_model(&a.model)?;
     let scored = predict::evaluate(&model, &a.data, a.threads, a.max_bad_lines, a.quiet)?;
     if let Some(r) = &scored.bad_lines {
-        println!("{r}");
+        outln!("{r}");
     }
     let s = scored.summary;
-    println!("{}", trainer::describe(&s));
+    outln!("{}", trainer::describe(&s));
     if let Some(path) = &a.report {
         report::write(path, &(report::summary_json(&s) + "\n"))?;
     }
@@ -513,7 +541,7 @@ fn cmd_gen(a: GenArgs) -> Result<()> {
     let cfg =
         SynthConfig { train_rows: a.train_rows, test_rows: a.test_rows, seed: a.seed, hash_bits: a.hash_bits, formats };
     let r = quickstart::generate(&cfg, &a.out, false)?;
-    println!(
+    outln!(
         "wrote {} train and {} test rows to {}; true model on test: logloss {:.5}, AUC {:.5} (constant prediction: logloss {:.5})",
         r.train_rows, r.test_rows, a.out.display(), r.oracle_logloss, r.oracle_auc, r.constant_logloss
     );
@@ -523,7 +551,7 @@ fn cmd_gen(a: GenArgs) -> Result<()> {
 fn cmd_launch(a: LaunchArgs) -> Result<()> {
     let job = job_from(&a.job)?;
     if a.job.print_config {
-        print!("{}", job.to_toml());
+        out!("{}", starling::config::commented_toml(&job));
         return Ok(());
     }
     let work_dir = std::env::temp_dir().join(format!("starling-launch-{}", std::process::id()));
@@ -545,7 +573,7 @@ fn cmd_coordinator(a: CoordinatorArgs) -> Result<()> {
     let (servers, workers) = (a.servers.unwrap_or(job.cluster.servers), a.workers.unwrap_or(job.cluster.workers));
     let plan = cluster::plan::Plan::new(job, servers, workers, token)?;
     let rep = cluster::run_coordinator(plan, &a.bind, a.port_file.as_deref())?;
-    println!(
+    outln!(
         "trained on {} examples by {} workers in {:.2} s ({:.0} examples/s, {}); progressive logloss {:.5}",
         rep.examples,
         workers,
@@ -556,7 +584,7 @@ fn cmd_coordinator(a: CoordinatorArgs) -> Result<()> {
     );
     let t = &rep.traffic;
     let secs = rep.train_seconds.max(1e-9);
-    println!(
+    outln!(
         "traffic: pulled {} keys ({:.0} keys/s, {:.1} MB/s), pushed {} keys ({:.0} keys/s, {:.1} MB/s); workers waited {:.2} s on staleness",
         t.keys_pulled,
         t.keys_pulled as f64 / secs,
@@ -566,22 +594,25 @@ fn cmd_coordinator(a: CoordinatorArgs) -> Result<()> {
         t.bytes_pushed as f64 / secs / 1e6,
         t.wait.as_secs_f64()
     );
-    println!("staleness at step start (steps behind: count): {} (max {})", t.staleness.summary(), t.staleness.max);
+    outln!("staleness at step start (steps behind: count): {} (max {})", t.staleness.summary(), t.staleness.max);
     for (i, s) in rep.servers.iter().enumerate() {
-        println!("server {i}: {} rows, {} keys pulled, {} keys pushed", s.rows, s.keys_pulled, s.keys_pushed);
+        outln!("server {i}: {} rows, {} keys pulled, {} keys pushed", s.rows, s.keys_pulled, s.keys_pushed);
     }
     for l in &rep.lost_workers {
-        println!("lost worker: {l}");
+        outln!("lost worker: {l}");
     }
     if let Some(t) = &rep.test {
         let auc = t.auc.map_or("n/a".to_string(), |a| format!("{a:.5}"));
-        println!(
+        outln!(
             "test: {} examples: logloss {:.5}, AUC {auc}, accuracy {:.4}, RMSE {:.5}",
-            t.count, t.logloss, t.accuracy, t.rmse
+            t.count,
+            t.logloss,
+            t.accuracy,
+            t.rmse
         );
     }
     for c in &rep.checkpoints {
-        println!("checkpoint: {c}");
+        outln!("checkpoint: {c}");
     }
     if let Some(path) = &a.job.report {
         report::write(path, &report::job_json(&rep))?;
@@ -591,14 +622,19 @@ fn cmd_coordinator(a: CoordinatorArgs) -> Result<()> {
 
 fn cmd_server(a: ServerArgs) -> Result<()> {
     let token = cluster::token(a.token.as_deref())?;
-    let opts =
-        cluster::server_role::ServerOptions { coordinator: a.coordinator, bind: a.bind, advertise: a.advertise, token };
+    let opts = cluster::server_role::ServerOptions {
+        coordinator: a.coordinator,
+        bind: a.bind,
+        advertise: a.advertise,
+        token,
+        rank_file: a.rank_file,
+    };
     Ok(cluster::server_role::run(&opts)?)
 }
 
 fn cmd_worker(a: WorkerArgs) -> Result<()> {
     let token = cluster::token(a.token.as_deref())?;
-    let opts = cluster::worker_role::WorkerOptions { coordinator: a.coordinator, token };
+    let opts = cluster::worker_role::WorkerOptions { coordinator: a.coordinator, token, rank_file: a.rank_file };
     Ok(cluster::worker_role::run(&opts)?)
 }
 
@@ -610,6 +646,10 @@ fn main() {
         Command::Predict(a) => cmd_predict(a),
         Command::Eval(a) => cmd_eval(a),
         Command::Gen(a) => cmd_gen(a),
+        Command::ConfigReference => {
+            out!("{}", starling::config::reference_markdown());
+            Ok(())
+        }
         Command::Quickstart(a) => quickstart::run(&a.dir, a.rows).map_err(Into::into),
         Command::Launch(a) => cmd_launch(a),
         Command::Coordinator(a) => cmd_coordinator(a),
@@ -617,15 +657,9 @@ fn main() {
         Command::Worker(a) => cmd_worker(a),
     };
     if let Err(e) = result {
-        // Print the chain of causes, skipping a cause its parent's message already quotes.
-        let mut msg = e.to_string();
-        for cause in e.chain().skip(1) {
-            let c = cause.to_string();
-            if !msg.contains(&c) {
-                msg = format!("{msg}: {c}");
-            }
-        }
-        eprintln!("error: {msg}");
-        std::process::exit(1);
+        errln!("error: {}", starling::error_chain(e.as_ref()));
+        let interrupted = e.chain().any(|c| matches!(c.downcast_ref(), Some(cluster::ClusterError::Interrupted)));
+        // 130 = 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C.
+        std::process::exit(if interrupted { 130 } else { 1 });
     }
 }

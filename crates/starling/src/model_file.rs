@@ -108,10 +108,42 @@ pub fn save(model: &Model, path: &Path) -> Result<(), ModelFileError> {
     .map_err(io)
 }
 
-/// Loads a model saved by [`save`], refusing damaged, truncated or foreign files.
+/// Checks, before any training, that [`save`] will be able to write `path`: creates its
+/// directory (as `launch` does) and a temporary file there, which is removed again.
+pub fn check_writable(path: &Path) -> Result<(), ModelFileError> {
+    let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };
+    if path.is_dir() {
+        return Err(ModelFileError::Invalid {
+            path: path.to_path_buf(),
+            message: "is a directory; a model is saved as a file".into(),
+        });
+    }
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    starling_fs::AtomicFile::create(path).map(drop).map_err(io)
+}
+
+/// The model a path names: a model file, a checkpoint directory, or a directory of checkpoints
+/// (`checkpoint.dir`), which means its newest complete checkpoint.
+pub fn resolve(path: &Path) -> Result<PathBuf, ModelFileError> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let invalid = |message: String| ModelFileError::Invalid { path: path.to_path_buf(), message };
+    match starling_ps::checkpoint::latest(path).map_err(|e| invalid(e.to_string()))? {
+        Some((dir, _)) => Ok(dir),
+        None => Err(invalid(
+            "is a directory with neither a checkpoint (manifest.toml) nor complete step-N checkpoints in it".into(),
+        )),
+    }
+}
+
+/// Loads a model saved by [`save`], refusing damaged, truncated or foreign files; a directory is
+/// read as [`resolve`] says.
 pub fn load(path: &Path) -> Result<Model, ModelFileError> {
     if path.is_dir() {
-        return load_checkpoint(path);
+        return load_checkpoint(&resolve(path)?);
     }
     let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };
     let invalid = |message: String| ModelFileError::Invalid { path: path.to_path_buf(), message };
@@ -195,7 +227,7 @@ fn load_checkpoint(dir: &Path) -> Result<Model, ModelFileError> {
         .map_err(|e| invalid(e.to_string()))?;
     let Some(spec) = manifest.tables.first() else { return Err(invalid("the checkpoint has no tables".into())) };
     let starling_ps::Init::Model(model_spec) = &spec.init else {
-        return Err(invalid(format!("table {:?} is not a model's sparse table", spec.name)));
+        return Err(invalid(format!("table `{}` is not a model's sparse table", spec.name)));
     };
     let learner = starling_core::Learner::new(model_spec.clone(), spec.optimizer, job.model.loss)
         .map_err(|e| invalid(e.to_string()))?;

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use starling_core::metrics::{Metrics, Summary};
 use starling_core::{Example, LearnScratch};
 
+use starling_data::DataError;
+
 use crate::input::{InputError, Inputs};
 use crate::model::Model;
 
@@ -31,9 +33,11 @@ pub fn predict_to(
         line.clear();
         // Shortest text that reads back as the same f32: predictions survive a round trip exactly.
         writeln!(line, "{p}").expect("writing to a Vec cannot fail");
-        out.write_all(&line).map_err(|e| InputError::Output(e.to_string()))
-    })?;
-    out.flush().map_err(|e| InputError::Output(e.to_string()))?;
+        out.write_all(&line).map_err(output_error)
+    })
+    .map_err(|e| for_model(model, e))?;
+    out.flush().map_err(output_error)?;
+    non_empty(&summary, data)?;
     Ok(Scored { summary, bad_lines: inputs.bad_lines_report() })
 }
 
@@ -65,13 +69,41 @@ pub fn evaluate(
     quiet: bool,
 ) -> Result<Scored, InputError> {
     let inputs = open_for(model, data, max_bad_lines, threads)?;
-    let summary = crate::trainer::evaluate_inputs(model, &inputs, threads.max(1), quiet)?;
+    let summary =
+        crate::trainer::evaluate_inputs(model, &inputs, threads.max(1), quiet).map_err(|e| for_model(model, e))?;
+    non_empty(&summary, data)?;
     Ok(Scored { summary, bad_lines: inputs.bad_lines_report() })
+}
+
+/// A closed stdout is the reader's choice (`| head`); anything else is a failed write.
+fn output_error(e: std::io::Error) -> InputError {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe => InputError::OutputClosed,
+        _ => InputError::Output(e.to_string()),
+    }
+}
+
+/// Metrics of no examples are no metrics: an empty input is an error, not a logloss of 0.
+fn non_empty(s: &Summary, data: &[PathBuf]) -> Result<(), InputError> {
+    if s.count == 0 {
+        return Err(InputError::Empty(crate::trainer::show_paths(data)));
+    }
+    Ok(())
 }
 
 /// Opens `data` to be read exactly as `model`'s training input was, with its own bad-line budget.
 fn open_for(model: &Model, data: &[PathBuf], max_bad_lines: u64, threads: usize) -> Result<Inputs, InputError> {
     let mut job = model.job.clone();
     job.features.max_bad_lines = max_bad_lines;
-    Inputs::open(&mut job, data, threads)
+    Inputs::open(&mut job, data, threads).map_err(|e| for_model(model, e))
+}
+
+/// A parse error reading data for `model` says which format the model expects.
+fn for_model(model: &Model, e: InputError) -> InputError {
+    match e {
+        InputError::Data(DataError::Parse { .. } | DataError::Config(_)) => {
+            InputError::ForModel { format: model.job.features.format.name(), source: Box::new(e) }
+        }
+        other => other,
+    }
 }

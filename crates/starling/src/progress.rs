@@ -43,9 +43,13 @@ impl Progress {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
                 ProgressStyle::with_template(&format!(
-                    "{{spinner}} {{prefix}} {{human_pos}} {unit}, {{per_sec}} [{{elapsed}}] {{msg}}"
+                    "{{spinner}} {{prefix}} {{human_pos}} {unit}, {{rate}} {unit}/s [{{elapsed}}] {{msg}}"
                 ))
-                .expect("static template"),
+                .expect("static template")
+                // indicatif's own {per_sec} prints `94,328.5599/s`.
+                .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&rate(s.per_sec()));
+                }),
             );
             bar.set_prefix(phase.clone());
             bar.enable_steady_tick(Duration::from_millis(200));
@@ -75,9 +79,9 @@ impl Progress {
             }
         } else if !self.quiet && s.last_log.elapsed() >= LOG_EVERY {
             s.last_log = Instant::now();
-            let rate = s.examples as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+            let per_sec = s.examples as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
             let loss = if self.show_loss { format!(", running loss {running:.5}") } else { String::new() };
-            eprintln!("[{}] {} {unit}, {rate:.0} {unit}/s{loss}", self.phase, s.examples, unit = self.unit);
+            crate::errln!("[{}] {} {unit}, {} {unit}/s{loss}", self.phase, s.examples, rate(per_sec), unit = self.unit);
         }
     }
 
@@ -94,7 +98,7 @@ impl Progress {
         }
         match &self.bar {
             Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+            None => crate::errln!("{line}"),
         }
     }
 
@@ -106,8 +110,33 @@ impl Progress {
     }
 }
 
+/// A rate as people read it: whole units with thousands separators, `94,329` (for `94,329/s`).
+pub fn rate(per_sec: f64) -> String {
+    let n = if per_sec.is_finite() { per_sec.round().max(0.0) as u64 } else { 0 };
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 2);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rates_are_whole_numbers_with_separators() {
+        assert_eq!(super::rate(94_328.56), "94,329");
+        assert_eq!(super::rate(999.4), "999");
+        assert_eq!(super::rate(1_234_567.0), "1,234,567");
+        assert_eq!(super::rate(f64::NAN), "0");
     }
 }

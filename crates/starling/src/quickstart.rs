@@ -72,12 +72,17 @@ pub fn run(dir: &Path, rows: u64) -> Result<(), QuickstartError> {
         hash_bits: 22,
         formats: vec![SynthFormat::Criteo],
     };
-    println!("1. generating {} train / {} test Criteo-like rows in {}", cfg.train_rows, cfg.test_rows, dir.display());
+    crate::outln!(
+        "1. generating {} train / {} test Criteo-like rows in {}",
+        cfg.train_rows,
+        cfg.test_rows,
+        dir.display()
+    );
     let data = generate(&cfg, dir, false)?;
 
     let mut results = Vec::new();
     for (step, kind) in [(2, ModelKind::Lr), (3, ModelKind::Fm)] {
-        println!("{step}. training {kind:?} (AdaGrad, one pass, 2^22 hashed features)");
+        crate::outln!("{step}. training {kind} (AdaGrad, one pass, 2^22 hashed features)");
         let job = job(dir, kind);
         let (model, rep) = trainer::train(&job, false)?;
         let test = rep.test.expect("the quickstart job has test data");
@@ -87,28 +92,34 @@ pub fn run(dir: &Path, rows: u64) -> Result<(), QuickstartError> {
     let (_, _, fm_test, fm) = results.last().expect("two models trained");
     let model_path = dir.join("fm.model");
     model_file::save(fm, &model_path)?;
-    println!("4. saved the FM model to {}", model_path.display());
+    crate::outln!("4. saved the FM model to {}", model_path.display());
     let loaded = model_file::load(&model_path)?;
     let pred_path = dir.join("predictions.txt");
-    let file =
-        std::fs::File::create(&pred_path).map_err(|source| QuickstartError::Io { path: pred_path.clone(), source })?;
-    let mut w = std::io::BufWriter::new(file);
+    let io = |source| QuickstartError::Io { path: pred_path.clone(), source };
+    let mut w = starling_fs::AtomicFile::create(&pred_path).map_err(io)?;
     let again = predict::predict_to(&loaded, &[dir.join("test.tsv")], 0, &mut w)?.summary;
+    w.commit().map_err(io)?;
     if again.logloss != fm_test.logloss {
         return Err(QuickstartError::Mismatch { saved: again.logloss, trained: fm_test.logloss });
     }
-    println!(
+    crate::outln!(
         "5. loaded it back and wrote {} predictions to {} (identical to the trained model's)",
         again.count,
         pred_path.display()
     );
 
-    println!();
-    println!("{:<22} {:>12} {:>10} {:>14}", "model", "test logloss", "test AUC", "examples/s");
+    crate::outln!();
+    crate::outln!("{:<22} {:>12} {:>10} {:>14}", "model", "test logloss", "test AUC", "examples/s");
     for (kind, speed, t, _) in &results {
-        println!("{:<22} {:>12.5} {:>10.5} {:>14.0}", format!("{kind:?}"), t.logloss, t.auc.unwrap_or(f64::NAN), speed);
+        crate::outln!(
+            "{:<22} {:>12.5} {:>10.5} {:>14.0}",
+            kind.to_string(),
+            t.logloss,
+            t.auc.unwrap_or(f64::NAN),
+            speed
+        );
     }
-    println!("{:<22} {:>12.5} {:>10.5}", "true model (floor)", data.oracle_logloss, data.oracle_auc);
-    println!("{:<22} {:>12.5} {:>10}", "constant prediction", data.constant_logloss, "0.5");
+    crate::outln!("{:<22} {:>12.5} {:>10.5}", "true model (floor)", data.oracle_logloss, data.oracle_auc);
+    crate::outln!("{:<22} {:>12.5} {:>10}", "constant prediction", data.constant_logloss, "0.5");
     Ok(())
 }

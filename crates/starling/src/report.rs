@@ -50,7 +50,8 @@ pub fn train_json(r: &crate::trainer::TrainReport) -> String {
 
 /// Writes `json` to `path`, naming the path on failure.
 pub fn write(path: &Path, json: &str) -> std::io::Result<()> {
-    std::fs::write(path, json).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    starling_fs::write_file(path, json.as_bytes())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 /// JSON string literal.

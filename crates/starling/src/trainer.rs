@@ -41,6 +41,27 @@ pub enum TrainError {
     /// The in-process parameter server refused a request (a bug if it happens).
     #[error(transparent)]
     Ps(#[from] starling_ps::PsError),
+    /// The model trained but could not be saved where asked; `rescued` says where it went instead.
+    #[error("cannot save the trained model to {}: {source}; {}", path.display(), match rescued {
+        Some(r) => format!("it was saved to {} instead", r.display()),
+        None => "saving it to the temporary directory failed too".to_string(),
+    })]
+    Save {
+        /// Where the job asked for it.
+        path: std::path::PathBuf,
+        /// Why that failed.
+        source: ModelFileError,
+        /// Where the model was written instead, if anywhere.
+        rescued: Option<std::path::PathBuf>,
+    },
+    /// The model was trained and saved, then scoring the holdout failed.
+    #[error("the trained model was saved to {}, but scoring the holdout failed: {source}", saved.display())]
+    Holdout {
+        /// Where the model is.
+        saved: std::path::PathBuf,
+        /// Why scoring failed.
+        source: InputError,
+    },
     /// Training produced non-finite weights (learning rate too high?).
     #[error("training diverged in pass {pass}: the running loss is {loss}; lower the learning rate")]
     Diverged { pass: u32, loss: f64 },
@@ -64,11 +85,17 @@ pub struct TrainReport {
     /// With `data.cache_dir`: text examples parsed into caches by this run (0 when every cache was
     /// reused); `None` without a cache.
     pub cache_parsed: Option<u64>,
+    /// Where the model was saved (`train.save`), before the holdout was scored.
+    pub saved: Option<std::path::PathBuf>,
 }
 
 /// Trains the model `job` describes (or continues `job.train.init_model`) and returns it.
 pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), TrainError> {
     job.validate()?;
+    // Everything that can fail is checked before the training it would throw away.
+    if let Some(path) = &job.train.save {
+        model_file::check_writable(path)?;
+    }
     let mut job = job.clone();
     let (train_paths, test_paths, threads) = (job.data.train.clone(), job.data.test.clone(), job.train.threads);
     let mut train_inputs = Inputs::open(&mut job, &train_paths, threads)?;
@@ -84,6 +111,10 @@ pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), Train
         let (path, parsed) = cache::ensure(&job, &test_paths, &dir, "test", cache::WHOLE)?;
         test.use_cache(path, job.features.hash_bits, cache::WHOLE);
         cache_parsed = cache_parsed.map(|n| n + parsed);
+    }
+    train_inputs.preflight(&format!("the training input {}", show_paths(&train_paths)))?;
+    if let Some(test) = &test_inputs {
+        test.preflight(&format!("the holdout {}", show_paths(&test_paths)))?;
     }
     let (model, mut report) = train_on(job, &train_inputs, test_inputs.as_ref(), quiet)?;
     report.cache_parsed = cache_parsed;
@@ -126,6 +157,9 @@ pub fn train_on(
         };
         progress.finish();
         let s = metrics.summary();
+        if s.count == 0 {
+            return Err(InputError::Empty("the training input".into()).into());
+        }
         if !s.logloss.is_finite() {
             return Err(TrainError::Diverged { pass, loss: s.logloss });
         }
@@ -150,16 +184,42 @@ pub fn train_on(
     let (count, samples) = train_inputs.bad_lines();
     report.bad_lines = count;
     report.bad_line_samples = samples;
+    let threads = job.train.threads;
+    model.job = job;
+    model.job.train.init_model = None;
+    // Saved before the holdout is scored, so no failure after training loses the model.
+    if let Some(path) = model.job.train.save.clone() {
+        save_or_rescue(&model, &path)?;
+        report.saved = Some(path);
+    }
     if let Some(test) = test_inputs {
-        report.test = Some(evaluate_inputs(&model, test, job.train.threads, quiet)?);
+        let scored = evaluate_inputs(&model, test, threads, quiet);
+        report.test = Some(match (scored, &report.saved) {
+            (Ok(s), _) => s,
+            (Err(source), Some(saved)) => return Err(TrainError::Holdout { saved: saved.clone(), source }),
+            (Err(e), None) => return Err(e.into()),
+        });
         // Lines skipped in the holdout are reported with the training ones, never dropped silently.
         let (count, samples) = test.bad_lines();
         report.bad_lines += count;
         report.bad_line_samples.extend(samples);
     }
-    model.job = job;
-    model.job.train.init_model = None;
     Ok((model, report))
+}
+
+/// Saves `model` to `path`; when that fails (a full disk, a directory removed meanwhile), saves
+/// it to the temporary directory instead, so the training is not lost, and says where.
+fn save_or_rescue(model: &Model, path: &std::path::Path) -> Result<(), TrainError> {
+    let Err(source) = model_file::save(model, path) else { return Ok(()) };
+    let name = path.file_name().map_or("model".into(), |n| n.to_string_lossy().into_owned());
+    let rescue = std::env::temp_dir().join(format!("starling-{}-{name}", std::process::id()));
+    let rescued = model_file::save(model, &rescue).ok().map(|()| rescue);
+    Err(TrainError::Save { path: path.to_path_buf(), source, rescued })
+}
+
+/// Input paths for messages.
+pub fn show_paths(paths: &[std::path::PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// One pass: each thread streams its own splits into the shared table.
@@ -306,19 +366,20 @@ fn resume(job: &JobConfig, learner: Learner, path: &std::path::Path) -> Result<M
     let (a, b) = (&old.learner.model, &learner.model);
     if (a.kind, a.k, a.num_fields) != (b.kind, b.k, b.num_fields) {
         return Err(incompatible(format!(
-            "it is {:?} with k={} over {} fields, the job asks for {:?} with k={} over {} fields",
+            "it is {} with k={} over {} fields, the job asks for {} with k={} over {} fields",
             a.kind, a.k, a.num_fields, b.kind, b.k, b.num_fields
         )));
     }
     if std::mem::discriminant(&old.learner.optimizer) != std::mem::discriminant(&learner.optimizer) {
         return Err(incompatible(format!(
-            "it was trained with {:?}; its optimizer state does not fit {:?}",
-            old.learner.optimizer, learner.optimizer
+            "it was trained with {}; its optimizer state does not fit {}",
+            old.learner.optimizer.name(),
+            learner.optimizer.name()
         )));
     }
     if old.learner.loss != learner.loss {
         return Err(incompatible(format!(
-            "it was trained with {:?} loss, the job uses {:?}",
+            "it was trained with {} loss, the job uses {}",
             old.learner.loss, learner.loss
         )));
     }

@@ -208,31 +208,47 @@ fn children(launcher: u32, role: &str) -> Vec<i32> {
     out
 }
 
-/// Starts a long job, waits until its workers are training, then SIGKILLs the first `role` process.
-fn kill_one_during_training(j: &Path, role: &str, staleness: &str) -> (Output, Duration) {
+/// Starts a long job and returns it once its workers are training.
+fn start_training(j: &Path, staleness: &str) -> std::process::Child {
     let args = ["launch", "--servers", "2", "--workers", "2", "-c", j.to_str().unwrap(), "--staleness", staleness];
     let child = Command::new(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(60);
     // Training has started once both workers exist and have run for a moment.
-    while children(pid, "worker").len() < 2 {
+    while children(child.id(), "worker").len() < 2 {
         assert!(Instant::now() < deadline, "workers never started");
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(700));
-    let victim = children(pid, role)[0];
+    child
+}
+
+/// Starts a long job, waits until its workers are training, then SIGKILLs the first `role`
+/// process; returns the job's output, how long it took to end, and the victim's pid.
+fn kill_one_during_training(j: &Path, role: &str, staleness: &str) -> (Output, Duration, i32) {
+    let child = start_training(j, staleness);
+    let victim = children(child.id(), role)[0];
     // SAFETY: plain kill(2) of a process this test started.
     unsafe { libc::kill(victim, libc::SIGKILL) };
     let killed = Instant::now();
     let out = child.wait_with_output().unwrap();
-    (out, killed.elapsed())
+    (out, killed.elapsed(), victim)
+}
+
+/// The launcher's last line names the process that was killed, by role, rank and pid, and the
+/// signal: not the coordinator that exited because of it.
+fn assert_blames(stderr: &str, role: &str, victim: i32) {
+    let last = stderr.lines().last().unwrap_or("");
+    let want = format!("(pid {victim}) was killed by signal 9 (SIGKILL)");
+    assert!(last.starts_with(&format!("error: {role} ")) && last.contains(&want), "last line: {last}\n{stderr}");
+    let rank = last[format!("error: {role} ").len()..].split(' ').next().unwrap_or("");
+    assert!(rank.parse::<usize>().is_ok(), "no rank in: {last}");
 }
 
 #[test]
 fn asp_job_finishes_without_a_killed_worker_and_reports_it() {
     let dir = tempfile::tempdir().unwrap();
     let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n");
-    let (out, _) = kill_one_during_training(&j, "worker", "inf");
+    let (out, _, _) = kill_one_during_training(&j, "worker", "inf");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the ASP job should finish:\n{stdout}\n{stderr}");
     assert!(stdout.contains("lost worker: worker"), "the lost worker is not reported:\n{stdout}\n{stderr}");
@@ -243,10 +259,11 @@ fn asp_job_finishes_without_a_killed_worker_and_reports_it() {
 fn a_killed_server_ends_every_process_with_a_message_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n");
-    let (out, took) = kill_one_during_training(&j, "server", "0");
+    let (out, took, victim) = kill_one_during_training(&j, "server", "0");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the job must fail when a server dies:\n{stderr}");
     assert!(stderr.contains("lost server"), "the message must name the lost server:\n{stderr}");
+    assert_blames(&stderr, "server", victim);
     assert!(took < Duration::from_secs(15), "took {took:?} to stop");
 }
 
@@ -254,9 +271,73 @@ fn a_killed_server_ends_every_process_with_a_message_naming_it() {
 fn a_killed_worker_fails_a_bsp_job_with_a_message_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n");
-    let (out, took) = kill_one_during_training(&j, "worker", "0");
+    let (out, took, victim) = kill_one_during_training(&j, "worker", "0");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a BSP job must fail when a worker dies:\n{stderr}");
     assert!(stderr.contains("lost worker"), "the message must name the lost worker:\n{stderr}");
     assert!(took < Duration::from_secs(15), "took {took:?} to stop");
+    assert_blames(&stderr, "worker", victim);
+}
+
+#[test]
+fn a_killed_worker_under_ssp_is_blamed_by_rank_pid_and_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n");
+    let (out, _, victim) = kill_one_during_training(&j, "worker", "2");
+    assert!(!out.status.success());
+    assert_blames(&String::from_utf8_lossy(&out.stderr), "worker", victim);
+}
+
+#[test]
+fn ctrl_c_stops_every_process_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n");
+    let child = start_training(&j, "0");
+    let pid = child.id();
+    // SAFETY: plain kill(2) of a process this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(children(pid, "worker").is_empty() && children(pid, "server").is_empty());
+}
+
+#[test]
+fn checkpoints_are_named_by_their_step_listed_only_while_they_exist_and_read_as_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let report = dir.path().join("r.json");
+    let extra = format!(
+        "[train]\nbatch_size = 50\npasses = 2\n[checkpoint]\ndir = {:?}\nevery_steps = 40\nkeep = 2\n",
+        ck.display()
+    );
+    let j = job(dir.path(), &extra);
+    let (j, r) = (j.to_str().unwrap(), report.to_str().unwrap());
+    run(&["launch", "--servers", "2", "--workers", "2", "-c", j, "--report", r]);
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let listed: Vec<&str> = json["checkpoints"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert!(listed.len() == 2, "keep = 2, but the report lists {listed:?}");
+    for c in &listed {
+        let manifest = std::fs::read_to_string(Path::new(c).join("manifest.toml")).unwrap();
+        let step: u64 = manifest.lines().find_map(|l| l.strip_prefix("step = ")).unwrap().parse().unwrap();
+        assert!(c.ends_with(&format!("step-{step:010}")), "{c} holds step {step}");
+    }
+    // The checkpoint directory reads as its newest complete checkpoint.
+    let d = gen_data().join("test.libsvm");
+    let a = run(&["eval", "-q", "--model", ck.to_str().unwrap(), "--data", d.to_str().unwrap()]);
+    let b = run(&["eval", "-q", "--model", listed[1], "--data", d.to_str().unwrap()]);
+    assert_eq!(String::from_utf8_lossy(&a.stdout), String::from_utf8_lossy(&b.stdout));
+    assert!(String::from_utf8_lossy(&a.stderr).contains(listed[1]), "{}", String::from_utf8_lossy(&a.stderr));
+    // Resuming those checkpoints with another model says why, in words, not as a Rust dump.
+    let other = run_err(&["launch", "--servers", "2", "--workers", "2", "-c", j, "--model", "fm"]);
+    assert!(
+        other.contains("differ from the job's") && !other.contains("TableSpec {") && !other.contains("Model("),
+        "{other}"
+    );
+}
+
+/// Runs a command that must fail; returns its stderr.
+fn run_err(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(!out.status.success(), "starling {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

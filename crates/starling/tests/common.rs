@@ -6,10 +6,18 @@ use std::sync::OnceLock;
 
 use starling_data::synth::{self, SynthConfig, SynthFormat};
 
-/// `../shared/data` of the development setup (tests may read it; the main job never does).
+/// `../shared/data` beside the checkout, or `$STARLING_SHARED_DATA` (tests may read it; the main
+/// job never does). Missing data fails the test, never skips it.
 pub fn shared_data(rel: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(rel);
-    assert!(p.exists(), "test data {} is missing: the tests expect ../shared/data beside the checkout", p.display());
+    let root = std::env::var_os("STARLING_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    let p = root.join(rel);
+    assert!(
+        p.exists(),
+        "test data {} is missing: the tests read ../shared/data beside the checkout (or $STARLING_SHARED_DATA)",
+        p.display()
+    );
     p
 }
 

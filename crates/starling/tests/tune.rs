@@ -76,18 +76,13 @@ fn grid_of_four_picks_the_best_holdout_trial_and_writes_its_job_and_model() {
 }
 
 #[test]
-fn random_search_of_eight_with_asha_and_a_failing_trial_completes() {
+fn random_search_of_eight_with_asha_completes() {
     let dir = tempfile::tempdir().unwrap();
-    // lr may be negative: those trials fail with a reason, the others go on.
-    let space = "[search]\ntrials = 8\nparallel = 2\nseed = 5\n[asha]\neta = 2\ngrace = 0.25\n[params]\n\"optimizer.lr\" = [-0.1, 0.02, 0.05, 0.1, 0.3]\n\"optimizer.l2\" = { log = [1e-6, 1e-2] }\n";
+    let space = "[search]\ntrials = 8\nparallel = 2\nseed = 5\n[asha]\neta = 2\ngrace = 0.25\n[params]\n\"optimizer.lr\" = [0.01, 0.02, 0.05, 0.1, 0.3]\n\"optimizer.l2\" = { log = [1e-6, 1e-2] }\n";
     let (_, report) = tune(dir.path(), space, &[]);
     let trials = report["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 8);
-    let failed: Vec<&Value> = trials.iter().filter(|t| t["status"] == "failed").collect();
-    assert!(!failed.is_empty(), "seed 5 should draw lr = -0.1 at least once: {report:#}");
-    for f in &failed {
-        assert!(f["reason"].as_str().unwrap().contains("lr"), "{f:#}");
-    }
+    assert!(trials.iter().all(|t| t["status"] == "done" || t["status"] == "stopped"), "{report:#}");
     assert!(trials.iter().any(|t| t["status"] == "done"), "{report:#}");
     assert_eq!(report["best"].as_u64().unwrap() as usize, best_in(&report));
 }
@@ -110,15 +105,14 @@ fn the_input_is_parsed_once_and_the_cache_reused_by_the_next_search() {
 #[test]
 fn trials_run_as_local_cluster_jobs_with_runner_launch() {
     let dir = tempfile::tempdir().unwrap();
-    // One server, two workers per trial; a trial with an invalid lr fails inside its cluster job.
-    let space = "[search]\nmethod = \"grid\"\nparallel = 2\nrunner = \"launch\"\n[params]\n\"optimizer.lr\" = [0.1, -0.1]\n\"cluster.servers\" = [1]\n\"cluster.workers\" = [2]\n";
+    // One server, two workers per trial.
+    let space = "[search]\nmethod = \"grid\"\nparallel = 2\nrunner = \"launch\"\n[params]\n\"optimizer.lr\" = [0.1, 0.3]\n\"cluster.servers\" = [1]\n\"cluster.workers\" = [2]\n";
     let (_, report) = tune(dir.path(), space, &["--batch-size", "100"]);
     let trials = report["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 2);
-    assert_eq!(trials[0]["status"], "done", "{report:#}");
-    assert_eq!(trials[1]["status"], "failed", "{report:#}");
-    assert!(trials[1]["reason"].as_str().unwrap().contains("lr"), "{report:#}");
-    assert_eq!(report["best"], 1);
+    assert!(trials.iter().all(|t| t["status"] == "done"), "{report:#}");
+    let best = best_in(&report);
+    assert_eq!(report["best"].as_u64().unwrap() as usize, best);
     assert!(report["examples_parsed"].is_null());
     let out = dir.path().join("out");
     // Each trial is a cluster job with its own job file and log; the workers cached their slices.
@@ -140,7 +134,7 @@ fn trials_run_as_local_cluster_jobs_with_runner_launch() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&eval.stdout);
-    let logloss = format!("logloss {:.5}", trials[0]["value"].as_f64().unwrap());
+    let logloss = format!("logloss {:.5}", trials[best - 1]["value"].as_f64().unwrap());
     assert!(text.contains(&logloss), "eval says {text}, the search {logloss}");
 }
 
@@ -157,4 +151,55 @@ fn a_trial_that_diverges_to_nan_is_recorded_as_failed_and_the_search_completes()
     let reason = trials[1]["reason"].as_str().unwrap();
     assert!(reason.contains("diverged"), "{reason}");
     assert_eq!(report["best"], 1);
+}
+
+/// Runs `starling tune` over the generated data with `space`; returns the process's output.
+fn tune_raw(dir: &Path, space: &str, stdout: std::process::Stdio) -> std::process::Child {
+    let d = gen_data();
+    std::fs::write(dir.join("space.toml"), space).unwrap();
+    let (train, test) = (d.join("train.libsvm"), d.join("test.libsvm"));
+    Command::new(BIN)
+        .args(["tune", "--train", path(&train), "--test", path(&test), "--hash-bits", "18", "--space"])
+        .arg(dir.join("space.toml"))
+        .arg("--out")
+        .arg(dir.join("out"))
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_space_with_an_invalid_trial_is_refused_before_anything_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let space =
+        "[search]\ntrials = 6\n[params]\n\"optimizer.lr\" = { log = [0.01, 0.1] }\n\"optimizer.lrate\" = [0.1]\n";
+    let out = tune_raw(dir.path(), space, std::process::Stdio::piped()).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("6 of the 6 trials make no valid job") && err.contains("lrate"), "{err}");
+    assert!(!dir.path().join("out/cache").exists(), "the input was parsed for a search that cannot run");
+}
+
+#[test]
+fn ranges_over_integer_options_and_lr_across_optimizers_make_valid_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = "[search]\nmethod = \"grid\"\n[params]\n\"train.passes\" = { linear = [1, 2], steps = 2 }\n\"optimizer.name\" = [\"adagrad\", \"ftrl\"]\n\"optimizer.lr\" = [0.05]\n";
+    let (_, report) = tune(dir.path(), space, &[]);
+    let trials = report["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 4);
+    assert!(trials.iter().all(|t| t["status"] == "done"), "{report:#}");
+}
+
+#[test]
+fn a_search_whose_reader_left_still_writes_its_results() {
+    let dir = tempfile::tempdir().unwrap();
+    // `starling tune ... | head -0`: stdout's reader is gone before the leaderboard is printed.
+    let mut child = tune_raw(dir.path(), SPACE_GRID, std::process::Stdio::piped());
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(dir.path().join("out/trials.csv").exists() && dir.path().join("out/best.model").exists());
 }

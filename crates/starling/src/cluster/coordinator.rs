@@ -44,7 +44,8 @@ pub struct JobReport {
     pub granted_staleness: StalenessHistogram,
     /// Per-server load.
     pub servers: Vec<StatsSnapshot>,
-    /// Checkpoints written (directories).
+    /// Checkpoints of the job that exist at its end (directories, oldest first); older ones
+    /// deleted under `checkpoint.keep` are not listed.
     pub checkpoints: Vec<String>,
 }
 
@@ -116,7 +117,7 @@ impl Shared {
 impl State {
     fn fail(&mut self, why: String) {
         if self.failure.is_none() {
-            eprintln!("coordinator: {why}");
+            crate::errln!("coordinator: {why}");
             self.failure = Some(why);
         }
     }
@@ -153,7 +154,7 @@ impl State {
                 self.fail(format!("lost {name}: {why}; stopping the job (cluster.on_worker_loss = \"fail\")"))
             }
             WorkerLoss::Continue => {
-                eprintln!("coordinator: lost {name}: {why}; continuing without it (its remaining data is skipped)");
+                crate::errln!("coordinator: lost {name}: {why}; continuing without it (its remaining data is skipped)");
                 w.lost = Some(format!("{name}: {why}"));
                 w.pending = None;
                 self.clocks.lose(rank);
@@ -259,7 +260,7 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
             }
             st.workers_assigned = true;
             train_start = Some(now);
-            eprintln!(
+            crate::errln!(
                 "coordinator: {} servers and {} workers registered; training ({}, staleness {}, batch {}{})",
                 plan.servers,
                 plan.workers,
@@ -310,7 +311,9 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
                     last_ckpt = (now, step);
                 }
             }
-            if let Some(done) = progress_checkpoint(&mut st, plan)? {
+            if let Some((done, pruned)) = progress_checkpoint(&mut st, plan)? {
+                // The report lists the checkpoints that exist at the end, not every one written.
+                report.checkpoints.retain(|c| !pruned.iter().any(|p| p.display().to_string() == *c));
                 report.checkpoints.push(done.display().to_string());
                 st.release();
             }
@@ -373,14 +376,21 @@ fn final_dirs(plan: &Plan, st: &State) -> Vec<PathBuf> {
     dirs
 }
 
-/// Advances a checkpoint in progress; returns its directory once its manifest is written.
-fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<PathBuf>, ClusterError> {
+/// Advances a checkpoint in progress; once its manifest is written, returns its directory and
+/// the older checkpoints deleted to keep `checkpoint.keep`.
+fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, Vec<PathBuf>)>, ClusterError> {
     let quiescent = st.quiescent();
+    let cut = start_step(st.clocks.clocks());
     let Some(ck) = &mut st.ckpt else { return Ok(None) };
     if !ck.requested {
         // Only when no worker is mid-step do the servers' rows match the recorded clocks.
         if !ck.final_one && !quiescent {
             return Ok(None);
+        }
+        // Workers went on while the cut was awaited: name a periodic checkpoint by the step it
+        // holds, which its manifest records, not the step it was scheduled at.
+        if let (false, Some(root)) = (ck.final_one, &plan.job.checkpoint.dir) {
+            ck.dir = checkpoint::step_dir(root, cut);
         }
         std::fs::create_dir_all(&ck.dir)
             .map_err(|e| ClusterError::Io(format!("creating checkpoint directory {}", ck.dir.display()), e))?;
@@ -414,14 +424,15 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<PathBuf>, C
         created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
     checkpoint::write_manifest(&dir, &manifest)?;
+    let mut pruned = Vec::new();
     if let Some(root) = &plan.job.checkpoint.dir {
         if dir.starts_with(root) {
-            checkpoint::prune(root, plan.job.checkpoint.keep)?;
+            pruned = checkpoint::prune(root, plan.job.checkpoint.keep)?;
         }
     }
-    eprintln!("coordinator: checkpoint written to {} (step {})", dir.display(), manifest.step);
+    crate::errln!("coordinator: checkpoint written to {} (step {})", dir.display(), manifest.step);
     st.ckpt = None;
-    Ok(Some(dir))
+    Ok(Some((dir, pruned)))
 }
 
 fn log_progress(st: &State, start: Instant) {
@@ -433,7 +444,7 @@ fn log_progress(st: &State, start: Instant) {
     }
     let secs = start.elapsed().as_secs_f64().max(1e-9);
     let clocks = st.clocks.clocks();
-    eprintln!(
+    crate::errln!(
         "coordinator: steps {}..{}, {examples} examples ({:.0}/s), running loss {:.5}, pulled {:.0} keys/s ({:.1} MB/s), pushed {:.0} keys/s ({:.1} MB/s), waited {:.1} s, staleness {}",
         clocks.iter().min().unwrap_or(&0),
         clocks.iter().max().unwrap_or(&0),
@@ -479,7 +490,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
     let Ok(mut reader) = stream.try_clone() else { return };
     let writer = Arc::new(Mutex::new(stream));
     let refuse = |why: &str| {
-        eprintln!("coordinator: refused connection from {addr}: {why}");
+        crate::errln!("coordinator: refused connection from {addr}: {why}");
         let mut out = Vec::new();
         frame::write_frame(&mut out, Kind::Error, 0, 0, why.as_bytes());
         let _ = writer.lock().unwrap_or_else(|e| e.into_inner()).write_all(&out);
@@ -510,7 +521,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             let id = st.servers.len();
             let peer =
                 Peer { name: format!("server {id} ({data_addr})"), writer, last_seen: Instant::now(), gone: false };
-            eprintln!("coordinator: {} registered", peer.name);
+            crate::errln!("coordinator: {} registered", peer.name);
             st.servers.push(ServerSlot { peer, addr: data_addr, ready: false, ckpt: None, load: None });
             Role::Server(id)
         }
@@ -527,7 +538,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
                 last_seen: Instant::now(),
                 gone: false,
             };
-            eprintln!("coordinator: {} registered", peer.name);
+            crate::errln!("coordinator: {} registered", peer.name);
             st.workers.push(WorkerSlot {
                 peer,
                 pending: None,
@@ -566,7 +577,7 @@ fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
             match msg {
                 ToCoordinator::ServerReady { rows_loaded } => {
                     if rows_loaded > 0 {
-                        eprintln!("coordinator: {} loaded {rows_loaded} rows", st.servers[id].peer.name);
+                        crate::errln!("coordinator: {} loaded {rows_loaded} rows", st.servers[id].peer.name);
                     }
                     st.servers[id].ready = true;
                 }

@@ -46,10 +46,33 @@ pub struct LaunchOptions {
 struct Proc {
     /// "coordinator", "server" or "worker".
     role: &'static str,
-    /// Role and pid, for messages.
-    name: String,
     child: Child,
     status: Option<ExitStatus>,
+    /// Where a server or worker writes the rank the coordinator gave it (`--rank-file`).
+    rank_file: Option<PathBuf>,
+}
+
+impl Proc {
+    /// Role, rank (once the coordinator has given one) and pid: `worker 1 (pid 4242)`.
+    fn name(&self) -> String {
+        let rank = self.rank_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
+        match rank.as_deref().map(str::trim) {
+            Some(r) if !r.is_empty() => format!("{} {r} (pid {})", self.role, self.child.id()),
+            _ if self.role == "coordinator" => format!("coordinator (pid {})", self.child.id()),
+            _ => format!("{} (pid {}, no rank yet)", self.role, self.child.id()),
+        }
+    }
+
+    /// How much this exit explains a failed job: a process killed by a signal is what went
+    /// wrong; the others (the coordinator first) usually exit because of it.
+    fn blame(&self) -> u8 {
+        match self.status {
+            Some(s) if s.signal().is_some() => 3,
+            Some(s) if !s.success() && self.role != "coordinator" => 2,
+            Some(s) if !s.success() => 1,
+            _ => 0,
+        }
+    }
 }
 
 /// Starts the cluster and waits for the job to end; an error names the process that failed.
@@ -75,7 +98,7 @@ pub fn run(opts: &LaunchOptions) -> Result<(), ClusterError> {
     if let Some(r) = &opts.report {
         coord.arg("--report").arg(r);
     }
-    procs.push(spawn("coordinator", coord, &token, false)?);
+    procs.push(spawn("coordinator", coord, &token, false, None)?);
     let addr = match wait_for_addr(&port_file, &mut procs) {
         Ok(a) => a,
         Err(e) => {
@@ -83,15 +106,17 @@ pub fn run(opts: &LaunchOptions) -> Result<(), ClusterError> {
             return Err(e);
         }
     };
-    for _ in 0..opts.servers {
+    for i in 0..opts.servers {
         let mut c = Command::new(&exe);
         c.args(["server", "--coordinator", &addr, "--bind", "127.0.0.1:0"]);
-        procs.push(spawn("server", c, &token, true)?);
+        let rank_file = opts.work_dir.join(format!("server-{i}.rank"));
+        procs.push(spawn("server", c, &token, true, Some(rank_file))?);
     }
-    for _ in 0..opts.workers {
+    for i in 0..opts.workers {
         let mut c = Command::new(&exe);
         c.args(["worker", "--coordinator", &addr]);
-        procs.push(spawn("worker", c, &token, true)?);
+        let rank_file = opts.work_dir.join(format!("worker-{i}.rank"));
+        procs.push(spawn("worker", c, &token, true, Some(rank_file))?);
     }
     supervise(&mut procs, opts.job.cluster.worker_loss() == WorkerLoss::Continue)
 }
@@ -99,7 +124,16 @@ pub fn run(opts: &LaunchOptions) -> Result<(), ClusterError> {
 /// Starts `cmd` with its output merged into ours under a `[role pid N]` prefix. Ranks are the
 /// coordinator's to give (in registration order) and each process names its own in its lines, so
 /// the prefix names the process by pid rather than guess a rank.
-fn spawn(role: &'static str, mut cmd: Command, token: &str, prefix_stdout: bool) -> Result<Proc, ClusterError> {
+fn spawn(
+    role: &'static str,
+    mut cmd: Command,
+    token: &str,
+    prefix_stdout: bool,
+    rank_file: Option<PathBuf>,
+) -> Result<Proc, ClusterError> {
+    if let Some(f) = &rank_file {
+        cmd.arg("--rank-file").arg(f);
+    }
     cmd.env(TOKEN_ENV, token).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
@@ -115,7 +149,7 @@ fn spawn(role: &'static str, mut cmd: Command, token: &str, prefix_stdout: bool)
     let err = child.stderr.take().expect("piped");
     forward(out, format!("[{name}] "), prefix_stdout, false);
     forward(err, format!("[{name}] "), true, true);
-    Ok(Proc { role, name, child, status: None })
+    Ok(Proc { role, child, status: None, rank_file })
 }
 
 /// Copies lines from a child's pipe to our stdout or stderr.
@@ -125,9 +159,9 @@ fn forward(pipe: impl Read + Send + 'static, prefix: String, use_prefix: bool, t
             let Ok(line) = line else { return };
             let p = if use_prefix { prefix.as_str() } else { "" };
             if to_stderr {
-                eprintln!("{p}{line}");
+                crate::errln!("{p}{line}");
             } else {
-                println!("{p}{line}");
+                crate::outln!("{p}{line}");
             }
         }
     });
@@ -149,7 +183,7 @@ fn wait_for_addr(port_file: &Path, procs: &mut [Proc]) -> Result<String, Cluster
             )));
         }
         if INTERRUPTED.load(Ordering::SeqCst) {
-            return Err(ClusterError::Failed("interrupted".into()));
+            return Err(ClusterError::Interrupted);
         }
         if Instant::now() > deadline {
             return Err(ClusterError::Failed(format!(
@@ -166,33 +200,46 @@ fn wait_for_addr(port_file: &Path, procs: &mut [Proc]) -> Result<String, Cluster
 fn supervise(procs: &mut [Proc], spare_workers: bool) -> Result<(), ClusterError> {
     let mut decided: Option<(Instant, Result<(), String>)> = None;
     loop {
-        for p in procs.iter_mut().filter(|p| p.status.is_none()) {
+        // Every exit of this round first, so the process that died is blamed rather than the
+        // coordinator that noticed it a moment later and exited too.
+        let mut exited = Vec::new();
+        for (i, p) in procs.iter_mut().enumerate().filter(|(_, p)| p.status.is_none()) {
             if let Ok(Some(s)) = p.child.try_wait() {
                 p.status = Some(s);
-                if decided.is_none() {
-                    if !s.success() && spare_workers && p.role == "worker" {
-                        eprintln!("launch: {} exited ({}); the job goes on without it", p.name, describe(s));
-                    } else if !s.success() {
-                        let why = format!("{} exited ({}); stopping the other processes", p.name, describe(s));
-                        eprintln!("launch: {why}");
-                        decided = Some((Instant::now(), Err(why)));
-                    } else if p.role == "coordinator" {
-                        decided = Some((Instant::now(), Ok(())));
-                    }
-                }
+                exited.push(i);
+            }
+        }
+        exited.sort_by_key(|&i| std::cmp::Reverse(procs[i].blame()));
+        for i in exited {
+            let p = &procs[i];
+            let s = p.status.expect("just reaped");
+            if decided.is_some() {
+                continue;
+            }
+            if !s.success() && spare_workers && p.role == "worker" {
+                crate::errln!("launch: {} exited ({}); the job goes on without it", p.name(), describe(s));
+            } else if !s.success() {
+                let why = format!("{} {}; stopping the other processes", p.name(), describe(s));
+                crate::errln!("launch: {why}");
+                decided = Some((Instant::now(), Err(why)));
+            } else if p.role == "coordinator" {
+                decided = Some((Instant::now(), Ok(())));
             }
         }
         if INTERRUPTED.load(Ordering::SeqCst) {
-            eprintln!("launch: interrupted; stopping every process");
+            crate::errln!("launch: interrupted; stopping every process");
             stop_all(procs);
-            return Err(ClusterError::Failed("interrupted".into()));
+            return Err(ClusterError::Interrupted);
         }
         let running = procs.iter().filter(|p| p.status.is_none()).count();
         if let Some((at, outcome)) = &decided {
             let grace = if outcome.is_ok() { GRACE } else { FAIL_GRACE };
             if running == 0 || at.elapsed() > grace {
                 if running > 0 {
-                    eprintln!("launch: {running} processes did not exit within {} s; killing them", grace.as_secs());
+                    crate::errln!(
+                        "launch: {running} processes did not exit within {} s; killing them",
+                        grace.as_secs()
+                    );
                 }
                 stop_all(procs);
                 // Let the log threads drain what the children wrote last.
@@ -212,10 +259,29 @@ fn stop_all(procs: &mut [Proc]) {
     }
 }
 
+/// How a process ended, in words: `exited with code 1`, `was killed by signal 9 (SIGKILL)`.
 fn describe(s: ExitStatus) -> String {
     match (s.code(), s.signal()) {
-        (Some(c), _) => format!("exit code {c}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        _ => "unknown status".into(),
+        (Some(c), _) => format!("exited with code {c}"),
+        (None, Some(sig)) => format!("was killed by signal {sig} ({})", signal_name(sig)),
+        _ => "ended with an unknown status".into(),
+    }
+}
+
+/// The usual name of a signal.
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        _ => "signal",
     }
 }

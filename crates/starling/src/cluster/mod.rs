@@ -46,6 +46,9 @@ pub enum ClusterError {
         /// Why.
         message: String,
     },
+    /// Ctrl-C or SIGTERM stopped the job.
+    #[error("interrupted")]
+    Interrupted,
     /// Local I/O.
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),
@@ -82,12 +85,17 @@ pub fn run_coordinator(
     let listener =
         std::net::TcpListener::bind(bind).map_err(|e| ClusterError::Io(format!("cannot listen on {bind}"), e))?;
     let addr = listener.local_addr().map_err(|e| ClusterError::Io("reading the listening address".into(), e))?;
-    eprintln!("coordinator: listening on {addr} for {} servers and {} workers", plan.servers, plan.workers);
+    crate::errln!("coordinator: listening on {addr} for {} servers and {} workers", plan.servers, plan.workers);
     if let Some(path) = port_file {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{addr}\n"))
-            .and_then(|_| std::fs::rename(&tmp, path))
+        starling_fs::write_file(path, format!("{addr}\n").as_bytes())
             .map_err(|e| ClusterError::Io(format!("writing {}", path.display()), e))?;
     }
     coordinator::run(plan, listener)
+}
+
+/// Writes `role`'s rank to `path` (`--rank-file`), so a launcher can name the process in messages.
+pub fn write_rank_file(path: Option<&std::path::Path>, rank: usize) -> Result<(), ClusterError> {
+    let Some(path) = path else { return Ok(()) };
+    starling_fs::write_file(path, format!("{rank}\n").as_bytes())
+        .map_err(|e| ClusterError::Io(format!("writing {}", path.display()), e))
 }

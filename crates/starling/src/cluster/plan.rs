@@ -41,6 +41,13 @@ impl Plan {
         }
         let train = job.data.train.clone();
         let inputs = Inputs::open(&mut job, &train, workers)?;
+        // Checked before any process starts training: the inputs open and their first lines parse.
+        inputs.preflight(&format!("the training input {}", crate::trainer::show_paths(&train)))?;
+        if !job.data.test.is_empty() {
+            let test = job.data.test.clone();
+            Inputs::open(&mut job.clone(), &test, 1)?
+                .preflight(&format!("the holdout {}", crate::trainer::show_paths(&test)))?;
+        }
         let num_fields = inputs.num_fields();
         Plan::resolved(job, servers, workers, token, num_fields)
     }
@@ -91,7 +98,7 @@ impl Plan {
                         ),
                     });
                 }
-                eprintln!(
+                crate::errln!(
                     "coordinator: resuming from {} (step {}, written by {} servers)",
                     dir.display(),
                     manifest.step,
@@ -124,8 +131,17 @@ impl Plan {
         } else {
             Err(ClusterError::Incompatible {
                 path: dir.display().to_string(),
-                message: format!("its tables {:?} differ from the job's {:?}", m.tables, self.tables),
+                message: format!(
+                    "its tables ({}) differ from the job's ({}); a checkpoint resumes only the job that wrote it (or start afresh with checkpoint.resume = false or another checkpoint.dir)",
+                    list_tables(&m.tables),
+                    list_tables(&self.tables)
+                ),
             })
         }
     }
+}
+
+/// Tables for a message: `weights: 9 weights per row, adagrad, ...; ...`.
+fn list_tables(tables: &[TableSpec]) -> String {
+    tables.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }

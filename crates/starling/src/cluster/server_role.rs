@@ -22,6 +22,8 @@ pub struct ServerOptions {
     pub advertise: Option<String>,
     /// The job's shared secret.
     pub token: Vec<u8>,
+    /// Where to write the id the coordinator assigns (for launchers' messages).
+    pub rank_file: Option<std::path::PathBuf>,
 }
 
 /// Runs a server until the coordinator says the job is over.
@@ -37,6 +39,7 @@ pub fn run(opts: &ServerOptions) -> Result<(), ClusterError> {
     else {
         return Err(ClusterError::Failed("the coordinator sent something other than this server's assignment".into()));
     };
+    super::write_rank_file(opts.rank_file.as_deref(), id)?;
     let server = Arc::new(Server::new(id, &tables, &owned));
     let result =
         serve_assigned(&mut link, &server, listener, resume_from, max_frame, threads, heartbeat_ms, &opts.token);
@@ -64,10 +67,10 @@ fn serve_assigned(
         let dir = Path::new(dir);
         let manifest = checkpoint::read_manifest(dir)?;
         rows_loaded = checkpoint::load_into(dir, &manifest, server)?;
-        eprintln!("server {id}: loaded {rows_loaded} rows from {}", dir.display());
+        crate::errln!("server {id}: loaded {rows_loaded} rows from {}", dir.display());
     }
     let endpoint = serve(listener, Arc::clone(server), ServeConfig { token: token.to_vec(), max_frame, threads })?;
-    eprintln!("server {id}: serving {} virtual shards at {}", server.tables()[0].owned().len(), endpoint.addr());
+    crate::errln!("server {id}: serving {} virtual shards at {}", server.tables()[0].owned().len(), endpoint.addr());
     link.start_heartbeats(Duration::from_millis(heartbeat_ms.max(10)), || None);
     link.send(&ToCoordinator::ServerReady { rows_loaded })?;
     loop {
@@ -79,7 +82,7 @@ fn serve_assigned(
             Ok(FromCoordinator::Shutdown) => {
                 link.send(&ToCoordinator::Load { stats: server.stats() })?;
                 endpoint.shutdown();
-                eprintln!("server {id}: job over, {} rows held", server.stats().rows);
+                crate::errln!("server {id}: job over, {} rows held", server.stats().rows);
                 return Ok(());
             }
             Ok(other) => {

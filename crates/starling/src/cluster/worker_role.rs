@@ -24,6 +24,8 @@ pub struct WorkerOptions {
     pub coordinator: String,
     /// The job's shared secret.
     pub token: Vec<u8>,
+    /// Where to write the rank the coordinator assigns (for launchers' messages).
+    pub rank_file: Option<std::path::PathBuf>,
 }
 
 /// The TCP transport plus the coordinator's clock: the cluster form of [`ParamClient`].
@@ -105,11 +107,14 @@ pub fn run(opts: &WorkerOptions) -> Result<(), ClusterError> {
 /// partition: all of it is this worker's slice), else on its slice of the job's input files.
 pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Result<(), ClusterError> {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    // The pid names the process in the coordinator's messages (a lost worker, say).
+    let host = format!("{host} pid {}", std::process::id());
     let mut link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("worker on {host}"))?;
     link.send(&ToCoordinator::RegisterWorker { host })?;
     let FromCoordinator::WorkerAssignment { rank, world, job, servers, map, tables, start_clock } = link.recv()? else {
         return Err(ClusterError::Failed("the coordinator sent something other than this worker's assignment".into()));
     };
+    super::write_rank_file(opts.rank_file.as_deref(), rank)?;
     let mut job = JobConfig::from_toml(&job, "the job from the coordinator")?;
     let setup = (|| -> Result<_, ClusterError> {
         let train = job.data.train.clone();
@@ -177,7 +182,7 @@ fn train(
         last_pass = (m.count(), m.loss_sum());
     }
     if let Some(r) = inputs.bad_lines_report() {
-        eprintln!("worker {rank}: {r}");
+        crate::errln!("worker {rank}: {r}");
     }
     let (examples, loss_sum) = progress.totals();
     let done = WorkerProgress { examples, loss_sum, stats: client.stats.clone() };

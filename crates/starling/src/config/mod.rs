@@ -11,6 +11,9 @@ use starling_core::{Loss, ModelKind, ModelSpec, Optimizer};
 use starling_data::PipelineConfig;
 use starling_ps::Staleness;
 
+mod reference;
+pub use reference::{commented_toml, reference_markdown};
+
 /// Errors reading or checking a job config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -26,19 +29,23 @@ pub enum ConfigError {
 }
 
 /// The whole job: data, features, model, optimizer and training schedule.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobConfig {
-    /// Input files and bad-line policy.
+    /// Where the examples come from.
     pub data: DataConfig,
-    /// Feature pipeline: format, hashing, crosses, transforms, bias.
+    /// How input lines become keys: format, hashing, crosses, transforms, bias. Field names, for
+    /// `crosses`: Criteo `I1`..`I13`, `C1`..`C26`; CSV its column names; VW its namespace
+    /// letters; libFFM `0`..`n-1`; LibSVM one field `0` (details in input-formats.md).
     pub features: PipelineConfig,
     /// Model family, size and loss.
     pub model: ModelConfig,
     /// Update rule and its hyperparameters (`name = "sgd" | "adagrad" | "ftrl" | "adam"`); unset
     /// hyperparameters take the optimizer's defaults.
     pub optimizer: Optimizer,
-    /// Passes, threads, shuffling, seed, where to save.
+    /// Passes, threads, shuffling, seed, where to save. Flags only on the command line:
+    /// `--report FILE` (JSON of the run: examples/s, progressive and test metrics), `--quiet`,
+    /// `--print-config`.
     pub train: TrainConfig,
     /// Parameter-server settings: servers, workers, consistency, heartbeats, wire format.
     pub cluster: ClusterConfig,
@@ -47,29 +54,34 @@ pub struct JobConfig {
 }
 
 /// Where examples come from.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Training files or directories (a directory means every data file in it).
+    /// Training files or directories (a directory means its data files; `_SUCCESS`, `.crc` and
+    /// hidden files are skipped). `.gz` is read transparently; object store URLs (`s3://...`)
+    /// in builds with the `object-store` feature.
     pub train: Vec<PathBuf>,
-    /// Holdout files evaluated after training (and after each pass when `train.eval_each_pass`).
+    /// Holdout files, scored after training (and after each pass with `train.eval_each_pass`)
+    /// with logloss, AUC, RMSE and accuracy; `starling tune` ranks trials on them.
     pub test: Vec<PathBuf>,
     /// Directory of binary caches of the parsed input: `starling train` and `tune` parse the text
-    /// once into it and read the cache from then on (every pass, later runs). Unset: no cache.
+    /// once into it and read the cache from then on (every pass, later runs); rebuilt when a file
+    /// or a feature setting changes. Unset: no cache.
     pub cache_dir: Option<PathBuf>,
 }
 
 /// Model family and size.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// `lr`, `fm` or `ffm`.
+    /// The model family.
     pub kind: ModelKind,
     /// Latent dimension of FM and FFM.
     pub k: usize,
-    /// Latent weights start uniform in `[-init_scale, init_scale)`.
+    /// Latent weights start uniform in `[-init_scale, init_scale)`, a function of (seed, key), so
+    /// threads and servers agree.
     pub init_scale: f32,
-    /// `logistic` (labels 0/1 or -1/+1) or `squared` (real labels).
+    /// The loss the model minimises.
     pub loss: Loss,
 }
 
@@ -80,14 +92,16 @@ impl Default for ModelConfig {
 }
 
 /// How training runs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// Passes over the training data.
+    /// Passes over the training data (each re-reads the input; a resumed model continues the count).
     pub passes: u32,
-    /// Worker threads (Hogwild-style lock-free updates); 1 is deterministic for a fixed seed.
+    /// Hogwild threads (lock-free updates), each reading its own byte range of the input; 1 is
+    /// deterministic for a fixed seed.
     pub threads: usize,
-    /// Shuffle examples within a window of `shuffle_window` examples per thread.
+    /// Shuffle examples within a window of `shuffle_window` examples per thread; the order
+    /// depends only on (seed, pass, thread).
     pub shuffle: bool,
     /// Examples held per thread for shuffling.
     pub shuffle_window: usize,
@@ -95,9 +109,12 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Evaluate the holdout after every pass, not only at the end.
     pub eval_each_pass: bool,
-    /// Where to save the trained model (none: do not save).
+    /// Where to write the model file (unset: not saved). Checked writable, its directory created,
+    /// before training; the model is saved before the holdout is scored. A cluster job writes a
+    /// checkpoint directory here.
     pub save: Option<PathBuf>,
-    /// A saved model to continue training from (weights and optimizer state).
+    /// A model file to continue training from, weights and optimizer state (same model, features
+    /// and optimizer kind; hyperparameters may change).
     pub init_model: Option<PathBuf>,
     /// Examples per mini-batch: 1 learns online (VW style); more pulls a batch's weights, sums its
     /// gradients per key and pushes them, as parameter-server workers do. 0 picks 1 for `starling
@@ -125,7 +142,7 @@ impl Default for TrainConfig {
 pub const CLUSTER_BATCH_SIZE: usize = 1000;
 
 /// What happens when a worker dies or goes silent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkerLoss {
     /// Stop the whole job with a message naming the worker.
@@ -135,7 +152,7 @@ pub enum WorkerLoss {
 }
 
 /// Parameter-server settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// Server processes (`starling launch` starts this many unless `--servers` says otherwise).
@@ -144,6 +161,7 @@ pub struct ClusterConfig {
     pub workers: usize,
     /// Steps a worker may run ahead of the slowest one: 0 is BSP, N is SSP, `"inf"` is ASP.
     #[serde(with = "staleness_serde")]
+    #[schemars(schema_with = "staleness_serde::schema")]
     pub staleness: Staleness,
     /// On a lost worker: `"fail"` or `"continue"`; unset means continue under ASP, fail otherwise.
     pub on_worker_loss: Option<WorkerLoss>,
@@ -206,7 +224,7 @@ impl ClusterConfig {
 }
 
 /// Checkpoints of a parameter-server job.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckpointConfig {
     /// Directory of checkpoints (`step-NNNNNNNNNN` subdirectories); none: no periodic checkpoints.
@@ -237,6 +255,11 @@ mod staleness_serde {
             Staleness::Bounded(n) => ser.serialize_u32(*n),
             Staleness::Unbounded => ser.serialize_str("inf"),
         }
+    }
+
+    /// A step count or `"inf"`.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "anyOf": [{ "type": "integer", "minimum": 0 }, { "const": "inf" }] })
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Staleness, D::Error> {

@@ -80,7 +80,7 @@ fn launch(job: &JobConfig, trial: &TrialDir, cache_dir: &Path) -> Result<(Summar
     let mut job = job.clone();
     job.data.cache_dir = Some(cache_dir.to_path_buf());
     job.train.save = Some(trial.model());
-    std::fs::write(trial.job(), job.to_toml()).map_err(|e| io(&trial.job(), e))?;
+    starling_fs::write_file(&trial.job(), job.to_toml().as_bytes()).map_err(|e| io(&trial.job(), e))?;
     let log = std::fs::File::create(trial.log()).map_err(|e| io(&trial.log(), e))?;
     let exe = std::env::current_exe().map_err(|e| format!("finding the starling binary: {e}"))?;
     let status = Command::new(exe)

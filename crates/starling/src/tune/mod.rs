@@ -50,6 +50,9 @@ pub enum TuneError {
         /// Why.
         source: std::io::Error,
     },
+    /// Every trial failed or was stopped: there is no best job.
+    #[error("{0}")]
+    NoneFinished(String),
     /// Saving the best model failed.
     #[error(transparent)]
     Model(#[from] crate::model_file::ModelFileError),
@@ -117,12 +120,29 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
             "ASHA stops trials at rungs inside their training, which a launched cluster job does not report: remove [asha] or use runner = \"threads\"".into(),
         ));
     }
-    let assignments = space.trials().map_err(TuneError::Invalid)?;
+    let mut assignments = space.trials().map_err(TuneError::Invalid)?;
+    assign::coerce(job, &mut assignments);
+    // Every trial's job is built before any trains: a space with a value no job accepts is
+    // refused now, not discovered one trial at a time.
+    let invalid: Vec<String> = assignments
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            trial_job(job, a).err().map(|e| format!("trial #{} ({}): {e}", i + 1, assign::describe(a)))
+        })
+        .collect();
+    if let Some(first) = invalid.first() {
+        return Err(TuneError::Invalid(format!(
+            "{} of the {} trials make no valid job, so none was run; the first: {first}",
+            invalid.len(),
+            assignments.len()
+        )));
+    }
     std::fs::create_dir_all(out).map_err(|source| TuneError::Write { path: out.clone(), source })?;
     let cache_dir = job.data.cache_dir.clone().unwrap_or_else(|| out.join("cache"));
     let say = |s: &str| {
         if !quiet {
-            eprintln!("{s}");
+            crate::errln!("{s}");
         }
     };
     // Launched trials' workers cache their own slices of the text (shared by every trial).
@@ -154,9 +174,9 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
     let asha = space.asha.as_ref().map(|a| Mutex::new(Asha::new(a.eta, a.grace, metric)));
     let parallel = space.search.parallel.min(assignments.len()).max(1);
     say(&format!(
-        "tune: {} trials ({:?} search{}), {parallel} at a time, ranked by holdout {}",
+        "tune: {} trials ({} search{}), {parallel} at a time, ranked by holdout {}",
         assignments.len(),
-        space.search.method,
+        space.search.method.name(),
         if asha.is_some() { ", ASHA early stopping" } else { "" },
         metric.name()
     ));
@@ -207,7 +227,7 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
                     // The final line is printed once, after the search.
                     let running = finished.load(Ordering::SeqCst) < assignments.len();
                     if running && last.elapsed() >= Duration::from_secs(2) {
-                        eprintln!("{}", board.status_line());
+                        crate::errln!("{}", board.status_line());
                         last = Instant::now();
                     }
                 }
@@ -218,10 +238,6 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
         return Err(e);
     }
     let best = board.best();
-    if !quiet {
-        eprintln!("{}", board.status_line());
-        print!("{}", board.table());
-    }
     let report = TuneReport {
         metric,
         trials: board.rows(),
@@ -230,12 +246,17 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
         cache_reused: data.as_ref().map(|d| d.reused),
         seconds: start.elapsed().as_secs_f64(),
     };
+    // Results are on disk before anything is printed.
     write_results(out, &board, &report)?;
+    if !quiet {
+        crate::errln!("{}", board.status_line());
+        crate::out!("{}", board.table());
+    }
     match best {
         Some((i, v)) => {
             let best_job = trial_job(job, &assignments[i]).map_err(TuneError::Invalid)?;
             write_file(&out.join(BEST_JOB), &best_job.to_toml())?;
-            println!(
+            crate::outln!(
                 "best: trial #{} {} {v:.5} ({}); job in {}, model in {}",
                 i + 1,
                 metric.name(),
@@ -244,7 +265,16 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
                 out.join(BEST_MODEL).display()
             );
         }
-        None => println!("no trial trained to the end: no best job or model (see {})", out.join(RESULTS_CSV).display()),
+        None => {
+            let failed: Vec<&board::Row> = report.trials.iter().filter(|r| r.status == "failed").collect();
+            let why = failed.first().and_then(|r| r.reason.as_deref()).unwrap_or("every trial was stopped early");
+            return Err(TuneError::NoneFinished(format!(
+                "no trial trained to the end ({} of {} failed; the first: {why}); no best job or model, see {}",
+                failed.len(),
+                report.trials.len(),
+                out.join(RESULTS_CSV).display()
+            )));
+        }
     }
     Ok(report)
 }
@@ -295,9 +325,6 @@ fn write_results(out: &Path, board: &Board, report: &TuneReport) -> Result<(), T
 
 /// Writes `text` to `path` atomically.
 fn write_file(path: &Path, text: &str) -> Result<(), TuneError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    starling_fs::write_atomic_io(dir, &name, &mut |w| w.write_all(text.as_bytes()))
-        .map(|_| ())
+    starling_fs::write_file(path, text.as_bytes())
         .map_err(|source| TuneError::Write { path: path.to_path_buf(), source })
 }

@@ -58,6 +58,16 @@ pub enum Method {
     Random,
 }
 
+impl Method {
+    /// The method's name as the space file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Grid => "grid",
+            Method::Random => "random",
+        }
+    }
+}
+
 /// Where trials run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
