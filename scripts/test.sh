@@ -20,7 +20,9 @@ export STARLING_PYTHON PYSPARK_PYTHON="$STARLING_PYTHON" SPARK_LOCAL_IP="${SPARK
 # One build: object-store input (s3, gs, az, http, hdfs) is a build feature, turned on here for
 # the whole workspace so the tests of every crate share one set of artifacts.
 cargo test --workspace --locked --features starling/hdfs "$@"
-# The Python package, built as a user installs it; its tests use the CLI the Rust tests built.
-CACHE="${STARLING_CACHE:-$HOME/.cache/starling}"
-CARGO_TARGET_DIR="$CACHE/python-target" "$STARLING_PYTHON" -m pip install -q ./python
-CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" "$STARLING_PYTHON" -m pytest -q python/tests
+# The Python package, installed by pip as a user installs it, but built with the dev profile and
+# the same features in the same target directory, so it reuses the dependencies compiled above
+# instead of a second, optimised build of everything. Its tests use the CLI the Rust tests built.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+MATURIN_PEP517_ARGS="--profile dev --features hdfs" "$STARLING_PYTHON" -m pip install -q ./python
+"$STARLING_PYTHON" -m pytest -q python/tests

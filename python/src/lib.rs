@@ -244,7 +244,8 @@ fn run_task(
             };
             shards.push(std::thread::spawn(move || server_role::run(&opts)));
         }
-        let worker = worker_role::run_on(&worker_role::WorkerOptions { coordinator, token, rank_file: None }, Some(data));
+        let worker =
+            worker_role::run_on(&worker_role::WorkerOptions { coordinator, token, rank_file: None }, Some(data));
         let mut first_error = worker.err();
         for s in shards {
             match s.join() {

@@ -113,6 +113,14 @@ impl Optimizer {
     /// Sets hyperparameter `param` by name (as flags and search spaces name them); an error when
     /// this optimizer has no such hyperparameter, so a misplaced option is never silently ignored.
     pub fn set(&mut self, param: &str, value: f32) -> Result<(), ModelError> {
+        self.assign(param, value)?;
+        self.validate()
+    }
+
+    /// [`Optimizer::set`] without checking the result, for setting several hyperparameters
+    /// whose valid combinations depend on each other (FTRL's `beta + l2 > 0`): call
+    /// [`Optimizer::validate`] after the last.
+    pub fn assign(&mut self, param: &str, value: f32) -> Result<(), ModelError> {
         let slot = match (&mut *self, param) {
             (Optimizer::Sgd { lr, .. } | Optimizer::Adagrad { lr, .. } | Optimizer::Adam { lr, .. }, "lr") => lr,
             (
@@ -131,7 +139,7 @@ impl Optimizer {
             (opt, _) => return Err(ModelError::UnknownHyper { optimizer: opt.name(), name: param.to_string() }),
         };
         *slot = value;
-        self.validate()
+        Ok(())
     }
 }
 
@@ -172,9 +180,9 @@ impl<'de> Deserialize<'de> for Optimizer {
             let Value::Number(x) = value else {
                 return Err(D::Error::custom(format!("optimizer {name}: `{key}` must be a number")));
             };
-            // `set` validates the whole optimizer; defaults are valid, so only this key can fail.
-            opt.set(&key, x).map_err(D::Error::custom)?;
+            opt.assign(&key, x).map_err(D::Error::custom)?;
         }
+        opt.validate().map_err(D::Error::custom)?;
         Ok(opt)
     }
 }

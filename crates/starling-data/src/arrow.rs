@@ -39,6 +39,17 @@ pub enum ColumnKind {
     Vector,
 }
 
+impl ColumnKind {
+    /// The kind as `[features.columns]` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnKind::Numeric => "numeric",
+            ColumnKind::Categorical => "categorical",
+            ColumnKind::Vector => "vector",
+        }
+    }
+}
+
 /// The kind a column of type `dt` has when the config does not say, or `None` if it cannot be used.
 pub fn kind_of(dt: &DataType) -> Option<ColumnKind> {
     use DataType::*;
@@ -175,7 +186,7 @@ pub fn column_roles(
         }
         let dt = schema.field(i).data_type();
         if !can_be(dt, *kind) {
-            return Err(format!("column {name:?} has type {dt}, which cannot be read as {kind:?}"));
+            return Err(format!("column {name:?} has type {dt}, which cannot be read as a {} column", kind.name()));
         }
         roles[i] = Role::Field(f as u32, *kind);
     }

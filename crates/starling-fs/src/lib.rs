@@ -172,6 +172,18 @@ pub fn write_atomic_io(
     file.commit()
 }
 
+/// Checks, before the work that produces it, that a file can be written at `path`: creates its
+/// directory and a temporary file there, which is removed again. A directory at `path` is refused.
+pub fn check_writable(path: &Path) -> io::Result<()> {
+    if path.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory, not a file"));
+    }
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    AtomicFile::create(path).map(drop)
+}
+
 /// Writes `bytes` to `path` atomically (see [`AtomicFile`]): whole under its name, or not there.
 pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = AtomicFile::create(path)?;

@@ -74,6 +74,24 @@ pub enum ToCoordinator {
     },
 }
 
+impl ToCoordinator {
+    /// The message's name, for errors about an unexpected one (its fields may be large).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ToCoordinator::RegisterServer { .. } => "server registration",
+            ToCoordinator::ServerReady { .. } => "server-ready message",
+            ToCoordinator::RegisterWorker { .. } => "worker registration",
+            ToCoordinator::Heartbeat { .. } => "heartbeat",
+            ToCoordinator::Clock { .. } => "clock message",
+            ToCoordinator::Done { .. } => "end-of-training message",
+            ToCoordinator::Evaluated { .. } => "holdout metrics",
+            ToCoordinator::CheckpointWritten { .. } => "checkpoint-written message",
+            ToCoordinator::Load { .. } => "load report",
+            ToCoordinator::Failed { .. } => "failure report",
+        }
+    }
+}
+
 /// A worker's running totals.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerProgress {
@@ -159,6 +177,21 @@ pub enum FromCoordinator {
         /// Why.
         reason: String,
     },
+}
+
+impl FromCoordinator {
+    /// The message's name, for errors about an unexpected one (an assignment holds the whole job).
+    pub fn name(&self) -> &'static str {
+        match self {
+            FromCoordinator::ServerAssignment { .. } => "server assignment",
+            FromCoordinator::WorkerAssignment { .. } => "worker assignment",
+            FromCoordinator::Go { .. } => "go-ahead",
+            FromCoordinator::AllDone { .. } => "end-of-job message",
+            FromCoordinator::WriteCheckpoint { .. } => "checkpoint request",
+            FromCoordinator::Shutdown => "shutdown",
+            FromCoordinator::Abort { .. } => "abort",
+        }
+    }
 }
 
 /// Encodes a control message as a whole frame.

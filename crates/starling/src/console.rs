@@ -5,28 +5,33 @@
 use std::fmt;
 use std::io::{ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// Set once stdout's reader has gone; nothing more is written to it.
 static CLOSED: AtomicBool = AtomicBool::new(false);
 
-/// Writes `args` to stdout and flushes; a closed pipe silences stdout from then on.
+/// The first failure to write stdout other than a closed pipe (a full disk under `> file`).
+static FAILED: Mutex<Option<String>> = Mutex::new(None);
+
+/// Writes `args` to stdout and flushes; a closed pipe silences stdout from then on, and so does
+/// any other failure, which [`stdout_error`] then reports.
 pub fn print(args: fmt::Arguments<'_>) {
     if CLOSED.load(Ordering::Relaxed) {
         return;
     }
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
-        if e.kind() == ErrorKind::BrokenPipe {
-            CLOSED.store(true, Ordering::Relaxed);
-        } else {
-            eprint(format_args!("warning: cannot write to stdout: {e}\n"));
+        CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != ErrorKind::BrokenPipe {
+            FAILED.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
         }
     }
 }
 
-/// Whether stdout's reader has gone.
-pub fn stdout_closed() -> bool {
-    CLOSED.load(Ordering::Relaxed)
+/// Why writing stdout failed, when it did for a reason other than its reader leaving: the
+/// command's output is incomplete, which is an error.
+pub fn stdout_error() -> Option<String> {
+    FAILED.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// Writes `args` to stderr, ignoring failure: logs must not end a job whose stderr went away.

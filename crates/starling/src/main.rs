@@ -317,7 +317,7 @@ struct QuickstartArgs {
 /// Parses a config enum from its TOML spelling, so flags and config accept the same words.
 fn parse_enum<T: DeserializeOwned>(flag: &str, value: &str) -> Result<T> {
     T::deserialize(value.into_deserializer())
-        .map_err(|e: serde::de::value::Error| anyhow::anyhow!("--{flag} {value}: {e}"))
+        .map_err(|e: serde::de::value::Error| Usage(format!("--{flag} {value}: {e}")).into())
 }
 
 /// The job: the config file (if any) with the flags laid over it.
@@ -349,7 +349,7 @@ fn job_from(a: &TrainArgs) -> Result<JobConfig> {
     }
     for c in &a.cross {
         let Some((x, y)) = c.split_once(',') else {
-            bail!("--cross {c}: expected two field names separated by a comma, like C1,C2")
+            return Err(Usage(format!("--cross {c}: expected two field names separated by a comma, like C1,C2")).into());
         };
         job.features.crosses.push([x.trim().to_string(), y.trim().to_string()]);
     }
@@ -371,14 +371,14 @@ fn job_from(a: &TrainArgs) -> Result<JobConfig> {
     if let Some(name) = &a.optimizer {
         // Hyperparameters from the file belong to the file's optimizer: a new name starts from defaults.
         let fresh = Optimizer::default_for(name)
-            .ok_or_else(|| anyhow::anyhow!("--optimizer {name}: expected sgd, adagrad, ftrl or adam"))?;
+            .ok_or_else(|| Usage(format!("--optimizer {name}: expected sgd, adagrad, ftrl or adam")))?;
         if std::mem::discriminant(&fresh) != std::mem::discriminant(&job.optimizer) {
             job.optimizer = fresh;
         }
     }
     for (param, value) in [("lr", a.lr), ("l1", a.l1), ("l2", a.l2), ("alpha", a.alpha), ("beta", a.beta)] {
         if let Some(v) = value {
-            job.optimizer.set(param, v).map_err(|e| anyhow::anyhow!("--{param}: {e}"))?;
+            job.optimizer.set(param, v).map_err(|e| Usage(format!("--{param}: {e}")))?;
         }
     }
     if let Some(v) = a.passes {
@@ -406,7 +406,7 @@ fn job_from(a: &TrainArgs) -> Result<JobConfig> {
         job.train.batch_size = v;
     }
     if let Some(v) = &a.staleness {
-        job.cluster.staleness = v.parse().map_err(|e| anyhow::anyhow!("--staleness {v}: {e}"))?;
+        job.cluster.staleness = v.parse().map_err(|e| Usage(format!("--staleness {v}: {e}")))?;
     }
     if a.checkpoint_dir.is_some() {
         job.checkpoint.dir = a.checkpoint_dir.clone();
@@ -450,6 +450,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     if job.data.train.is_empty() {
         bail!("no training data: give --train FILE... or set [data] train = [...] in the config");
     }
+    check_output(a.report.as_deref())?;
     let (model, rep) = trainer::train(&job, a.quiet)?;
     outln!(
         "trained {} on {} examples in {:.2} s ({:.0} examples/s); progressive logloss {:.5}",
@@ -508,6 +509,12 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
+/// Checks that a result file (`--report`) can be written before the work that fills it.
+fn check_output(path: Option<&Path>) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    starling_fs::check_writable(path).with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// Loads the model at `path`, saying which checkpoint a directory of checkpoints meant.
 fn load_model(path: &Path) -> Result<starling::Model> {
     let resolved = model_file::resolve(path)?;
@@ -518,6 +525,7 @@ fn load_model(path: &Path) -> Result<starling::Model> {
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {
+    check_output(a.report.as_deref())?;
     let model = load_model(&a.model)?;
     let scored = predict::evaluate(&model, &a.data, a.threads, a.max_bad_lines, a.quiet)?;
     if let Some(r) = &scored.bad_lines {
@@ -537,7 +545,7 @@ fn cmd_gen(a: GenArgs) -> Result<()> {
         .split(',')
         .map(|f| f.trim().parse::<SynthFormat>())
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("--formats: {e}"))?;
+        .map_err(|e| Usage(format!("--formats: {e}")))?;
     let cfg =
         SynthConfig { train_rows: a.train_rows, test_rows: a.test_rows, seed: a.seed, hash_bits: a.hash_bits, formats };
     let r = quickstart::generate(&cfg, &a.out, false)?;
@@ -571,6 +579,7 @@ fn cmd_coordinator(a: CoordinatorArgs) -> Result<()> {
     let job = job_from(&a.job)?;
     let token = cluster::token(a.token.as_deref())?;
     let (servers, workers) = (a.servers.unwrap_or(job.cluster.servers), a.workers.unwrap_or(job.cluster.workers));
+    check_output(a.job.report.as_deref())?;
     let plan = cluster::plan::Plan::new(job, servers, workers, token)?;
     let rep = cluster::run_coordinator(plan, &a.bind, a.port_file.as_deref())?;
     outln!(
@@ -638,6 +647,27 @@ fn cmd_worker(a: WorkerArgs) -> Result<()> {
     Ok(cluster::worker_role::run(&opts)?)
 }
 
+/// The exit status of a failed command: 128 + the signal for an interrupted one (130 after Ctrl-C,
+/// as a shell reports it; 143 after SIGTERM), 2 for a bad flag value, 1 for any other error.
+fn exit_code(e: &(dyn std::error::Error + 'static)) -> i32 {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(cluster::ClusterError::Interrupted(sig)) = c.downcast_ref() {
+            return 128 + sig;
+        }
+        if c.downcast_ref::<Usage>().is_some() {
+            return 2;
+        }
+        cause = c.source();
+    }
+    1
+}
+
+/// A flag with a value it cannot take (`--model svm`): a usage error, as clap's own are.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -658,8 +688,10 @@ fn main() {
     };
     if let Err(e) = result {
         errln!("error: {}", starling::error_chain(e.as_ref()));
-        let interrupted = e.chain().any(|c| matches!(c.downcast_ref(), Some(cluster::ClusterError::Interrupted)));
-        // 130 = 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C.
-        std::process::exit(if interrupted { 130 } else { 1 });
+        std::process::exit(exit_code(e.as_ref()));
+    }
+    if let Some(e) = starling::console::stdout_error() {
+        errln!("error: writing the output to stdout: {e}");
+        std::process::exit(1);
     }
 }

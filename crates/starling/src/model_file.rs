@@ -108,20 +108,10 @@ pub fn save(model: &Model, path: &Path) -> Result<(), ModelFileError> {
     .map_err(io)
 }
 
-/// Checks, before any training, that [`save`] will be able to write `path`: creates its
-/// directory (as `launch` does) and a temporary file there, which is removed again.
+/// Checks, before any training, that [`save`] will be able to write `path` (its directory is
+/// created, as `launch` does).
 pub fn check_writable(path: &Path) -> Result<(), ModelFileError> {
-    let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };
-    if path.is_dir() {
-        return Err(ModelFileError::Invalid {
-            path: path.to_path_buf(),
-            message: "is a directory; a model is saved as a file".into(),
-        });
-    }
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    starling_fs::AtomicFile::create(path).map(drop).map_err(io)
+    starling_fs::check_writable(path).map_err(|source| ModelFileError::Io { path: path.to_path_buf(), source })
 }
 
 /// The model a path names: a model file, a checkpoint directory, or a directory of checkpoints

@@ -99,22 +99,22 @@ pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), Train
     let mut job = job.clone();
     let (train_paths, test_paths, threads) = (job.data.train.clone(), job.data.test.clone(), job.train.threads);
     let mut train_inputs = Inputs::open(&mut job, &train_paths, threads)?;
+    let mut test_inputs =
+        if test_paths.is_empty() { None } else { Some(Inputs::open(&mut job, &test_paths, threads)?) };
+    train_inputs.preflight(&format!("the training input {}", show_paths(&train_paths)))?;
+    if let Some(test) = &test_inputs {
+        test.preflight(&format!("the holdout {}", show_paths(&test_paths)))?;
+    }
     let mut cache_parsed = None;
     if let Some(dir) = job.data.cache_dir.clone() {
         let (path, parsed) = cache::ensure(&job, &train_paths, &dir, "train", cache::WHOLE)?;
         train_inputs.use_cache(path, job.features.hash_bits, cache::WHOLE);
         cache_parsed = Some(parsed);
     }
-    let mut test_inputs =
-        if test_paths.is_empty() { None } else { Some(Inputs::open(&mut job, &test_paths, threads)?) };
     if let (Some(dir), Some(test)) = (job.data.cache_dir.clone(), test_inputs.as_mut()) {
         let (path, parsed) = cache::ensure(&job, &test_paths, &dir, "test", cache::WHOLE)?;
         test.use_cache(path, job.features.hash_bits, cache::WHOLE);
         cache_parsed = cache_parsed.map(|n| n + parsed);
-    }
-    train_inputs.preflight(&format!("the training input {}", show_paths(&train_paths)))?;
-    if let Some(test) = &test_inputs {
-        test.preflight(&format!("the holdout {}", show_paths(&test_paths)))?;
     }
     let (model, mut report) = train_on(job, &train_inputs, test_inputs.as_ref(), quiet)?;
     report.cache_parsed = cache_parsed;
@@ -175,7 +175,14 @@ pub fn train_on(
         }
         if job.train.eval_each_pass && p + 1 < job.train.passes {
             if let Some(test) = test_inputs {
-                let t = evaluate_inputs(&model, test, job.train.threads, quiet)?;
+                let t = match evaluate_inputs(&model, test, job.train.threads, quiet) {
+                    Ok(t) => t,
+                    // The passes trained so far are kept, as after the last pass.
+                    Err(source) => match keep(&mut model, &job)? {
+                        Some(saved) => return Err(TrainError::Holdout { saved, source }),
+                        None => return Err(source.into()),
+                    },
+                };
                 progress.println(&format!("[pass {pass}] test {}", describe(&t)));
             }
         }
@@ -185,13 +192,8 @@ pub fn train_on(
     report.bad_lines = count;
     report.bad_line_samples = samples;
     let threads = job.train.threads;
-    model.job = job;
-    model.job.train.init_model = None;
     // Saved before the holdout is scored, so no failure after training loses the model.
-    if let Some(path) = model.job.train.save.clone() {
-        save_or_rescue(&model, &path)?;
-        report.saved = Some(path);
-    }
+    report.saved = keep(&mut model, &job)?;
     if let Some(test) = test_inputs {
         let scored = evaluate_inputs(&model, test, threads, quiet);
         report.test = Some(match (scored, &report.saved) {
@@ -205,6 +207,16 @@ pub fn train_on(
         report.bad_line_samples.extend(samples);
     }
     Ok((model, report))
+}
+
+/// Makes `model` the trained model of `job` and saves it where `train.save` says (if anywhere);
+/// returns where it was saved.
+fn keep(model: &mut Model, job: &JobConfig) -> Result<Option<std::path::PathBuf>, TrainError> {
+    model.job = job.clone();
+    model.job.train.init_model = None;
+    let Some(path) = job.train.save.clone() else { return Ok(None) };
+    save_or_rescue(model, &path)?;
+    Ok(Some(path))
 }
 
 /// Saves `model` to `path`; when that fails (a full disk, a directory removed meanwhile), saves

@@ -225,12 +225,15 @@ fn rough_edges_of_a_first_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("train.libsvm"), libsvm_lines(200, None)).unwrap();
-    // A negative value is a value, refused by the option's own check, not taken for a flag.
+    // A negative value is a value, refused by the option's own check (a usage error), not taken
+    // for a flag.
     let o = starling(&["train", "--train", "train.libsvm", "--lr", "-0.1"], d);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("lr = -0.1 but must be > 0"), "{}", text(&o));
-    // Usage errors exit 2, as clap's do.
+    // Usage errors exit 2, as clap's do; a config error or a failed job 1.
     assert_eq!(starling(&["train", "--no-such-flag"], d).status.code(), Some(2));
+    assert_eq!(starling(&["train", "--train", "train.libsvm", "--model", "svm"], d).status.code(), Some(2));
+    assert_eq!(starling(&["train", "--train", "missing.libsvm"], d).status.code(), Some(1));
     // Model kinds by their config names.
     let o = starling(&["train", "--train", "train.libsvm", "--model", "fm", "--k", "2", "--save", "fm.model"], d);
     assert!(text(&o).contains("trained fm on 200 examples"), "{}", text(&o));

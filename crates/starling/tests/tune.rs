@@ -203,3 +203,15 @@ fn a_search_whose_reader_left_still_writes_its_results() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(dir.path().join("out/trials.csv").exists() && dir.path().join("out/best.model").exists());
 }
+
+#[test]
+fn a_search_in_which_no_trial_finishes_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every trial diverges: there is no best job, and the exit status says so.
+    let space = "[search]\nmethod = \"grid\"\n[params]\n\"optimizer.name\" = [\"sgd\"]\n\"optimizer.lr\" = [1e38]\n";
+    let out = tune_raw(dir.path(), space, std::process::Stdio::piped()).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no trial trained to the end (1 of 1 failed") && err.contains("diverged"), "{err}");
+    assert!(dir.path().join("out/trials.csv").exists() && !dir.path().join("out/best.toml").exists());
+}

@@ -54,9 +54,9 @@ impl LineError {
     }
 }
 
-/// Input bytes as they may appear in a message: text as it is, control characters, quotes and
-/// bytes that are not UTF-8 escaped (`\x00`, `\"`), cut after `max` bytes with `...`. What a
-/// user's file holds never reaches a terminal raw.
+/// Input bytes as they may appear in a message: text as it is; quotes, backslashes and control
+/// characters escaped (`\"`, `\u{1b}`), bytes that are not UTF-8 as `\xff`; cut after `max`
+/// bytes with `...`. What a user's file holds never reaches a terminal raw.
 pub fn printable(bytes: &[u8], max: usize) -> String {
     let (cut, ellipsis) = if bytes.len() > max { (&bytes[..max], "...") } else { (bytes, "") };
     let mut out = String::with_capacity(cut.len() + 3);

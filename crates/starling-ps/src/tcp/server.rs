@@ -2,6 +2,7 @@
 //! answers each one's frames by calling [`Server::pull`] and [`Server::push`].
 
 use std::cell::Cell;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -61,7 +62,8 @@ impl TcpServerHandle {
         }
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
-                eprintln!("server endpoint {}: its accept thread panicked", self.addr);
+                // A log line must not panic in turn when stderr is gone.
+                let _ = writeln!(std::io::stderr(), "server endpoint {}: its accept thread panicked", self.addr);
             }
         }
     }
@@ -119,7 +121,7 @@ async fn accept(listener: TcpListener, server: Arc<Server>, cfg: Arc<ServeConfig
                 Err(e) => {
                     // Out of descriptors and the like: keep serving the open connections, and
                     // pause so a persistent failure does not spin.
-                    eprintln!("server {}: accepting a connection failed: {e}", server.id());
+                    let _ = writeln!(std::io::stderr(), "server {}: accepting a connection failed: {e}", server.id());
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -172,7 +174,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<Server>, cf
     // The role is the peer's own text: escape it so it cannot forge log lines.
     let role: String = conn.role.chars().take(64).flat_map(char::escape_debug).collect();
     let role = if role.is_empty() { String::new() } else { format!(" ({role})") };
-    eprintln!("server {}: closed the connection from {peer}{role}: {reason}", server.id());
+    let _ = writeln!(std::io::stderr(), "server {}: closed the connection from {peer}{role}: {reason}", server.id());
 }
 
 /// One connection's state: buffers reused across its requests.

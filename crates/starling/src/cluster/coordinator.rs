@@ -549,7 +549,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             });
             Role::Worker(rank)
         }
-        Ok(other) => return refuse(&format!("expected a registration, got {other:?}")),
+        Ok(other) => return refuse(&format!("expected a registration, got a {}", other.name())),
         Err(e) => return refuse(&e.to_string()),
     };
     shared.wake.notify_all();
@@ -588,7 +588,7 @@ fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
                     st.fail(format!("{name} failed: {message}"));
                 }
                 ToCoordinator::Heartbeat { .. } => {}
-                other => st.fail(format!("{} sent an unexpected {other:?}", st.servers[id].peer.name)),
+                other => st.fail(format!("{} sent an unexpected {}", st.servers[id].peer.name, other.name())),
             }
         }
         Role::Worker(rank) => {
@@ -615,7 +615,7 @@ fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
                     let name = st.workers[rank].peer.name.clone();
                     st.fail(format!("{name} failed: {message}"));
                 }
-                other => st.fail(format!("{} sent an unexpected {other:?}", st.workers[rank].peer.name)),
+                other => st.fail(format!("{} sent an unexpected {}", st.workers[rank].peer.name, other.name())),
             }
         }
     }

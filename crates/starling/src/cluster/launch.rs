@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{ClusterError, TOKEN_ENV};
@@ -22,10 +22,19 @@ const GRACE: Duration = Duration::from_secs(10);
 /// How long the others get once a process has failed (the coordinator tells them to stop).
 const FAIL_GRACE: Duration = Duration::from_secs(3);
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The signal (SIGINT, SIGTERM) that asked the launcher to stop; 0 while none has.
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+extern "C" fn on_signal(sig: libc::c_int) {
+    INTERRUPTED.store(sig, Ordering::SeqCst);
+}
+
+/// The stop signal received, if any.
+fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
 }
 
 /// What to launch.
@@ -177,13 +186,10 @@ fn wait_for_addr(port_file: &Path, procs: &mut [Proc]) -> Result<String, Cluster
             }
         }
         if let Ok(Some(status)) = procs[0].child.try_wait() {
-            return Err(ClusterError::Failed(format!(
-                "the coordinator exited ({}) before listening",
-                describe(status)
-            )));
+            return Err(ClusterError::Failed(format!("the coordinator {} before listening", describe(status))));
         }
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            return Err(ClusterError::Interrupted);
+        if let Some(sig) = interrupted() {
+            return Err(ClusterError::Interrupted(sig));
         }
         if Instant::now() > deadline {
             return Err(ClusterError::Failed(format!(
@@ -200,6 +206,12 @@ fn wait_for_addr(port_file: &Path, procs: &mut [Proc]) -> Result<String, Cluster
 fn supervise(procs: &mut [Proc], spare_workers: bool) -> Result<(), ClusterError> {
     let mut decided: Option<(Instant, Result<(), String>)> = None;
     loop {
+        // Ctrl-C reaches every process of the group: children dying of it are not the failure.
+        if let Some(sig) = interrupted() {
+            crate::errln!("launch: interrupted; stopping every process");
+            stop_all(procs);
+            return Err(ClusterError::Interrupted(sig));
+        }
         // Every exit of this round first, so the process that died is blamed rather than the
         // coordinator that noticed it a moment later and exited too.
         let mut exited = Vec::new();
@@ -217,7 +229,7 @@ fn supervise(procs: &mut [Proc], spare_workers: bool) -> Result<(), ClusterError
                 continue;
             }
             if !s.success() && spare_workers && p.role == "worker" {
-                crate::errln!("launch: {} exited ({}); the job goes on without it", p.name(), describe(s));
+                crate::errln!("launch: {} {}; the job goes on without it", p.name(), describe(s));
             } else if !s.success() {
                 let why = format!("{} {}; stopping the other processes", p.name(), describe(s));
                 crate::errln!("launch: {why}");
@@ -225,11 +237,6 @@ fn supervise(procs: &mut [Proc], spare_workers: bool) -> Result<(), ClusterError
             } else if p.role == "coordinator" {
                 decided = Some((Instant::now(), Ok(())));
             }
-        }
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            crate::errln!("launch: interrupted; stopping every process");
-            stop_all(procs);
-            return Err(ClusterError::Interrupted);
         }
         let running = procs.iter().filter(|p| p.status.is_none()).count();
         if let Some((at, outcome)) = &decided {

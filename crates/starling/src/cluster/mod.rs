@@ -46,9 +46,9 @@ pub enum ClusterError {
         /// Why.
         message: String,
     },
-    /// Ctrl-C or SIGTERM stopped the job.
+    /// Ctrl-C (SIGINT) or SIGTERM, the signal given, stopped the job.
     #[error("interrupted")]
-    Interrupted,
+    Interrupted(i32),
     /// Local I/O.
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),

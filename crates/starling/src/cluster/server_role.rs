@@ -86,7 +86,10 @@ fn serve_assigned(
                 return Ok(());
             }
             Ok(other) => {
-                return Err(ClusterError::Failed(format!("unexpected message from the coordinator: {other:?}")))
+                return Err(ClusterError::Failed(format!(
+                    "unexpected message from the coordinator: a {}",
+                    other.name()
+                )))
             }
             Err(PsError::Aborted(reason)) => return Err(ClusterError::Failed(format!("job aborted: {reason}"))),
             Err(e) => return Err(e.into()),

@@ -78,7 +78,11 @@ impl ParamClient for RemoteClient {
         let staleness = match self.link.recv()? {
             FromCoordinator::Go { staleness } => staleness,
             other => {
-                return Err(PsError::Aborted(format!("expected the go-ahead for step {}, got {other:?}", self.clock)))
+                return Err(PsError::Aborted(format!(
+                    "expected the go-ahead for step {}, got a {}",
+                    self.clock,
+                    other.name()
+                )))
             }
         };
         // The histogram counts how stale the next step's reads are, prefetching included.
@@ -190,7 +194,7 @@ fn train(
     let scores_holdout = match client.link.recv()? {
         FromCoordinator::AllDone { evaluate } => evaluate,
         FromCoordinator::Shutdown => return Ok(()),
-        other => return Err(ClusterError::Failed(format!("expected the end of training, got {other:?}"))),
+        other => return Err(ClusterError::Failed(format!("expected the end of training, got a {}", other.name()))),
     };
     if scores_holdout {
         let mut job = job.clone();

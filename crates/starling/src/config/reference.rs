@@ -114,6 +114,9 @@ fn choices(schema: &Value, defs: &Value) -> Vec<(String, String)> {
                 out.push((toml_literal(c), text(&alt, "description")));
             } else if alt.get("enum").is_some() || alt.get("oneOf").is_some() {
                 out.extend(choices(&alt, defs));
+            } else if alt.get("type").and_then(Value::as_str) != Some("null") {
+                // Open-ended (a number, or "inf"): the option's own comment says what it takes.
+                return Vec::new();
             }
         }
     }
@@ -252,7 +255,7 @@ pub fn commented_toml(job: &JobConfig) -> String {
             comment(&meaning(o), &mut s);
             match at(&sec.path, &o.key) {
                 Some(v) => s.push_str(&format!("{} = {v}\n", o.key)),
-                None => s.push_str(&format!("# {} =  (unset)\n", o.key)),
+                None => s.push_str(&format!("# {} = (unset)\n", o.key)),
             }
         }
         s.push('\n');

@@ -31,7 +31,7 @@ pub fn trial_job(base: &JobConfig, values: &Assignment) -> Result<JobConfig, Str
             toml::Value::Integer(i) => *i as f32,
             other => return Err(format!("`{path}`: expected a number, got {other}")),
         };
-        job.optimizer.set(param, x).map_err(|e| format!("`{path}`: {e}"))?;
+        job.optimizer.assign(param, x).map_err(|e| format!("`{path}`: {e}"))?;
     }
     job.validate().map_err(|e| e.to_string())?;
     Ok(job)

@@ -49,6 +49,15 @@ pub fn prepare(job: &JobConfig, dir: &Path) -> Result<Prepared, TuneError> {
     let (test, test_parsed) = ensure(job, &job.data.test, dir, "test", WHOLE)?;
     let open = |p: &Path| CacheReader::open(p, 0).map_err(|e| TuneError::Input(InputError::Data(e)));
     let (train_reader, test_reader) = (open(&train)?, open(&test)?);
+    // A search over no examples, or ranked on none, would crown a meaningless winner.
+    for (reader, what, paths) in
+        [(&train_reader, "the training input", &job.data.train), (&test_reader, "the holdout", &job.data.test)]
+    {
+        if reader.totals().examples == 0 {
+            let what = format!("{what} {}", crate::trainer::show_paths(paths));
+            return Err(TuneError::Input(InputError::Empty(what)));
+        }
+    }
     Ok(Prepared {
         rows: train_reader.totals().examples,
         test_rows: test_reader.totals().examples,
