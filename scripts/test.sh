@@ -15,11 +15,19 @@ if [ ! -d "$DATA" ]; then
   exit 1
 fi
 export STARLING_SHARED_DATA="$(cd "$DATA" && pwd)"
-STARLING_PYTHON="$(bash scripts/pyenv.sh)"
-export STARLING_PYTHON PYSPARK_PYTHON="$STARLING_PYTHON" SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
+# The venv installs (mostly downloads) while the tests compile.
+VENV_OUT="$(mktemp)"
+trap 'rm -f "$VENV_OUT"' EXIT
+bash scripts/pyenv.sh > "$VENV_OUT" &
+PYENV_PID=$!
 # One build: object-store input (s3, gs, az, http, hdfs) is a build feature, turned on here for
 # the whole workspace so the tests of every crate share one set of artifacts.
-cargo test --workspace --locked --features starling/hdfs "$@"
+FEATURES=(--workspace --locked --features starling/hdfs)
+cargo test "${FEATURES[@]}" --no-run
+wait "$PYENV_PID" || { echo "test.sh: scripts/pyenv.sh failed (see above)" >&2; exit 1; }
+STARLING_PYTHON="$(cat "$VENV_OUT")"
+export STARLING_PYTHON PYSPARK_PYTHON="$STARLING_PYTHON" SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
+cargo test "${FEATURES[@]}" "$@"
 # The Python package, installed by pip as a user installs it, but built with the dev profile and
 # the same features in the same target directory, so it reuses the dependencies compiled above
 # instead of a second, optimised build of everything. Its tests use the CLI the Rust tests built.

@@ -251,6 +251,10 @@ fn supervise(procs: &mut [Proc], spare_workers: bool) -> Result<(), ClusterError
                 stop_all(procs);
                 // Let the log threads drain what the children wrote last.
                 std::thread::sleep(Duration::from_millis(100));
+                // A stop signal that came while the children died of it is still the cause.
+                if let (Err(_), Some(sig)) = (outcome, interrupted()) {
+                    return Err(ClusterError::Interrupted(sig));
+                }
                 return outcome.clone().map_err(ClusterError::Failed);
             }
         }
