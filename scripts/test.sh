@@ -27,10 +27,23 @@ cargo test "${FEATURES[@]}" --no-run
 wait "$PYENV_PID" || { echo "test.sh: scripts/pyenv.sh failed (see above)" >&2; exit 1; }
 STARLING_PYTHON="$(cat "$VENV_OUT")"
 export STARLING_PYTHON PYSPARK_PYTHON="$STARLING_PYTHON" SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
-cargo test "${FEATURES[@]}" "$@"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+cargo test "${FEATURES[@]}" "$@" &
+TESTS_PID=$!
 # The Python package, installed by pip as a user installs it, but built with the dev profile and
 # the same features in the same target directory, so it reuses the dependencies compiled above
-# instead of a second, optimised build of everything. Its tests use the CLI the Rust tests built.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-MATURIN_PEP517_ARGS="--profile dev --features hdfs" "$STARLING_PYTHON" -m pip install -q ./python
+# instead of a second, optimised build of everything. It builds while the Rust tests run: cargo
+# holds the target directory only while it builds, and the tests found everything built.
+sleep 5
+PIP_LOG="$(mktemp)"
+trap 'rm -f "$VENV_OUT" "$PIP_LOG"; kill "$TESTS_PID" 2>/dev/null || true' EXIT
+pip_ok=0
+MATURIN_PEP517_ARGS="--profile dev --features hdfs" "$STARLING_PYTHON" -m pip install -q ./python > "$PIP_LOG" 2>&1 || pip_ok=$?
+wait "$TESTS_PID"
+if [ "$pip_ok" != 0 ]; then
+  cat "$PIP_LOG" >&2
+  echo "test.sh: pip install ./python failed" >&2
+  exit 1
+fi
+# Its tests use the CLI the Rust tests built.
 "$STARLING_PYTHON" -m pytest -q python/tests
