@@ -17,7 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_starling");
 const NOT_RUN_HERE: &[(&str, &str)] = &[
     ("bash scripts/test.sh", "it is the command that runs these tests"),
     (
-        "cargo install --path crates/starling",
+        "cargo install --locked --path crates/starling",
         "these tests put the binary they built on PATH instead (see installs_the_binary)",
     ),
     ("pip install ./python", "scripts/test.sh installs the package before the Python tests"),
@@ -156,7 +156,7 @@ fn excused_commands_are_documented() {
     }
 }
 
-/// `cargo install --path crates/starling` installs a binary named `starling`.
+/// `cargo install --locked --path crates/starling` installs a binary named `starling`.
 #[test]
 fn installs_the_binary() {
     let manifest = std::fs::read_to_string(root().join("crates/starling/Cargo.toml")).unwrap();
