@@ -17,6 +17,11 @@ use crate::config::JobConfig;
 /// Examples [`Inputs::preflight`] reads: enough to meet a bad header or format, cheap next to training.
 const PREFLIGHT_EXAMPLES: u32 = 1000;
 
+/// Input paths for messages: `data/a.tsv, data/b.tsv`.
+pub fn show_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
 /// A reader of examples for one thread: parsing the text, or decoding the binary cache of it.
 // One per thread, called per example: a box would add an indirection to the hot loop.
 #[allow(clippy::large_enum_variant)]
@@ -192,15 +197,13 @@ impl Inputs {
         Ok(Reader::Cache(CacheReader::open(&c.path, c.hash_bits)?.share(r, w)?))
     }
 
-    /// Reads the first examples before any work is done on this input: an input that is empty,
-    /// or whose first lines are malformed, fails now rather than after training. `what` names
+    /// Reads the first examples of the input itself (not a cache of it) before any work is done
+    /// on it: an input that is empty, or whose first lines are malformed, fails now rather than
+    /// after training or caching. `what` names
     /// the input in the message (`the holdout data/test.tsv`). Lines skipped here are counted
     /// apart, so the run's own report counts each skipped line once.
     pub fn preflight(&self, what: &str) -> Result<(), InputError> {
-        let mut reader = match &self.cache {
-            Some(_) => self.reader(0, 1)?,
-            None => self.reader_with(0, 1, BadLines::new(self.bad.limit())),
-        };
+        let mut reader = self.reader_with(0, 1, BadLines::new(self.bad.limit()));
         let mut ex = Example::default();
         for _ in 0..PREFLIGHT_EXAMPLES {
             if !reader.next(&mut ex)? {

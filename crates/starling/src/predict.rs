@@ -86,7 +86,7 @@ fn output_error(e: std::io::Error) -> InputError {
 /// Metrics of no examples are no metrics: an empty input is an error, not a logloss of 0.
 fn non_empty(s: &Summary, data: &[PathBuf]) -> Result<(), InputError> {
     if s.count == 0 {
-        return Err(InputError::Empty(crate::trainer::show_paths(data)));
+        return Err(InputError::Empty(crate::input::show_paths(data)));
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use starling_ps::{LocalClient, LocalClocks, LocalCluster, ParamClient, TableSpec
 
 use crate::cache;
 use crate::config::{ConfigError, JobConfig};
-use crate::input::{InputError, Inputs, Reader};
+use crate::input::{show_paths, InputError, Inputs, Reader};
 use crate::model::{Model, ModelTable};
 use crate::model_file::{self, ModelFileError};
 use crate::progress::Progress;
@@ -227,11 +227,6 @@ fn save_or_rescue(model: &Model, path: &std::path::Path) -> Result<(), TrainErro
     let rescue = std::env::temp_dir().join(format!("starling-{}-{name}", std::process::id()));
     let rescued = model_file::save(model, &rescue).ok().map(|()| rescue);
     Err(TrainError::Save { path: path.to_path_buf(), source, rescued })
-}
-
-/// Input paths for messages.
-pub fn show_paths(paths: &[std::path::PathBuf]) -> String {
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// One pass: each thread streams its own splits into the shared table.

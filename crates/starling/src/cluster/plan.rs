@@ -42,11 +42,11 @@ impl Plan {
         let train = job.data.train.clone();
         let inputs = Inputs::open(&mut job, &train, workers)?;
         // Checked before any process starts training: the inputs open and their first lines parse.
-        inputs.preflight(&format!("the training input {}", crate::trainer::show_paths(&train)))?;
+        inputs.preflight(&format!("the training input {}", crate::input::show_paths(&train)))?;
         if !job.data.test.is_empty() {
             let test = job.data.test.clone();
             Inputs::open(&mut job.clone(), &test, 1)?
-                .preflight(&format!("the holdout {}", crate::trainer::show_paths(&test)))?;
+                .preflight(&format!("the holdout {}", crate::input::show_paths(&test)))?;
         }
         let num_fields = inputs.num_fields();
         Plan::resolved(job, servers, workers, token, num_fields)

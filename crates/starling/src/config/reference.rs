@@ -239,13 +239,10 @@ fn comment(text: &str, out: &mut String) {
 /// `job` as TOML with every option, its meaning as a comment above it; unset options are
 /// commented out (`# save = ...`), so the file reads back as the same job.
 pub fn commented_toml(job: &JobConfig) -> String {
-    let values = toml::Value::try_from(job).expect("a JobConfig always serialises");
+    let mut values = toml::Value::try_from(job).expect("a JobConfig always serialises");
+    super::shortest_floats(&mut values);
     let at = |path: &str, key: &str| {
-        path.split('.').try_fold(&values, |v, p| v.get(p)).and_then(|t| t.get(key)).map(|v| {
-            let mut v = v.clone();
-            super::shortest_floats(&mut v);
-            v.to_string()
-        })
+        path.split('.').try_fold(&values, |v, p| v.get(p)).and_then(|t| t.get(key)).map(ToString::to_string)
     };
     let mut s = String::new();
     for sec in sections() {

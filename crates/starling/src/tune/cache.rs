@@ -54,7 +54,7 @@ pub fn prepare(job: &JobConfig, dir: &Path) -> Result<Prepared, TuneError> {
         [(&train_reader, "the training input", &job.data.train), (&test_reader, "the holdout", &job.data.test)]
     {
         if reader.totals().examples == 0 {
-            let what = format!("{what} {}", crate::trainer::show_paths(paths));
+            let what = format!("{what} {}", crate::input::show_paths(paths));
             return Err(TuneError::Input(InputError::Empty(what)));
         }
     }

@@ -165,6 +165,9 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
         (Some(data), job)
     };
     let job = &job;
+    // The jobs the trials run: the values checked above, on the job with its input resolved.
+    let jobs =
+        assignments.iter().map(|a| trial_job(job, a)).collect::<Result<Vec<_>, _>>().map_err(TuneError::Invalid)?;
 
     let metric = space.search.metric;
     let board = Board::new(
@@ -188,10 +191,10 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
         for _ in 0..parallel {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(values) = assignments.get(i) else { return };
+                let Some(tj) = jobs.get(i) else { return };
                 board.start(i);
-                let (outcome, model, learned, budget) = match (trial_job(job, values), &data) {
-                    (Ok(tj), Some(data)) => {
+                let (outcome, model, learned, budget) = match &data {
+                    Some(data) => {
                         let td = trial::TrialData {
                             train: &data.train,
                             test: &data.test,
@@ -199,15 +202,14 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
                             num_fields: data.num_fields,
                         };
                         let budget = u64::from(tj.train.passes) * data.rows;
-                        let (o, m, l) = trial::run(&tj, &td, asha.as_ref(), metric, &board.watch(i));
+                        let (o, m, l) = trial::run(tj, &td, asha.as_ref(), metric, &board.watch(i));
                         (o, m.map(|m| Trained::InMemory(Box::new(m))), l, budget)
                     }
-                    (Ok(tj), None) => {
+                    None => {
                         let dir = launched::TrialDir::new(out, i + 1);
-                        let (o, l) = launched::run(&tj, &dir, &cache_dir, metric);
+                        let (o, l) = launched::run(tj, &dir, &cache_dir, metric);
                         (o, Some(Trained::Saved(dir.model())), l, l)
                     }
-                    (Err(reason), _) => (Outcome::Failed(reason), None, 0, 0),
                 };
                 board.finish(i, &outcome, learned, budget);
                 if let (Outcome::Done(s), Some(model)) = (&outcome, model) {
@@ -254,8 +256,7 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
     }
     match best {
         Some((i, v)) => {
-            let best_job = trial_job(job, &assignments[i]).map_err(TuneError::Invalid)?;
-            write_file(&out.join(BEST_JOB), &best_job.to_toml())?;
+            write_file(&out.join(BEST_JOB), &jobs[i].to_toml())?;
             crate::outln!(
                 "best: trial #{} {} {v:.5} ({}); job in {}, model in {}",
                 i + 1,
