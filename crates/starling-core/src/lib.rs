@@ -9,6 +9,7 @@ pub mod loss;
 pub mod metrics;
 pub mod minibatch;
 pub mod model;
+pub mod nn;
 pub mod optim;
 pub mod rng;
 pub mod table;
