@@ -156,18 +156,23 @@ fn train(
     Ok((PyModel { inner: model }, out))
 }
 
+/// The input's field names and the bias field, as `resolve` hands them to Python and Python
+/// back to `Coordinator.start`.
+type FieldList = (Vec<String>, Option<u32>);
+
 /// The job `job_toml` with its `[features]` resolved against the columns of `schema_batch` (an
-/// empty batch with the training data's schema), and the number of fields the pipeline makes:
+/// empty batch with the training data's schema), and the fields the pipeline makes:
 /// what every Spark task and the coordinator must agree on.
 #[pyfunction]
-fn resolve(job_toml: &str, schema_batch: Bound<'_, PyAny>) -> PyResult<(String, usize)> {
+fn resolve(job_toml: &str, schema_batch: Bound<'_, PyAny>) -> PyResult<(String, FieldList)> {
     let mut job = job_from(job_toml)?;
     job.data.train.clear();
     job.data.test.clear();
     let batch = RecordBatch::from_pyarrow_bound(&schema_batch)?;
     let inputs = Inputs::from_batches(&mut job, Arc::new(vec![batch]), true).map_err(value_error)?;
     job.validate().map_err(value_error)?;
-    Ok((job.to_toml(), inputs.num_fields()))
+    let fields = inputs.fields();
+    Ok((job.to_toml(), (fields.names, fields.bias)))
 }
 
 /// A coordinator running in this process (a Spark barrier task of rank 0 hosts it).
@@ -184,14 +189,15 @@ impl Coordinator {
     #[staticmethod]
     fn start(
         job_toml: &str,
-        num_fields: usize,
+        fields: FieldList,
         servers: usize,
         workers: usize,
         token: &str,
         bind: &str,
     ) -> PyResult<Self> {
         let job = job_from(job_toml)?;
-        let plan = Plan::resolved(job, servers, workers, token.as_bytes().to_vec(), num_fields).map_err(value_error)?;
+        let fields = starling_core::graph::Fields { names: fields.0, bias: fields.1 };
+        let plan = Plan::resolved(job, servers, workers, token.as_bytes().to_vec(), fields).map_err(value_error)?;
         let listener = std::net::TcpListener::bind(bind)
             .map_err(|e| PyOSError::new_err(format!("cannot listen on {bind}: {e}")))?;
         let port = listener.local_addr().map_err(|e| PyOSError::new_err(e.to_string()))?.port();

@@ -117,7 +117,7 @@ def _check_cluster(spark, workers):
     return slots
 
 
-def _train_task(resolved, num_fields, world, servers, token, save_dir, schema_bytes):
+def _train_task(resolved, fields, world, servers, token, save_dir, schema_bytes):
     """The function each barrier task runs over its partition's record batches."""
     def run(batches):
         from pyspark import BarrierTaskContext
@@ -127,7 +127,7 @@ def _train_task(resolved, num_fields, world, servers, token, save_dir, schema_by
         host = ctx.getTaskInfos()[rank].address.rsplit(":", 1)[0] or "127.0.0.1"
         coord = None
         if rank == 0:
-            coord = _native.Coordinator.start(resolved, num_fields, world * servers, world, token, f"{host}:0")
+            coord = _native.Coordinator.start(resolved, fields, world * servers, world, token, f"{host}:0")
         addresses = ctx.allGather(f"{host}:{coord.port}" if coord else "")
         data = list(batches)
         if not data:
@@ -173,11 +173,11 @@ class _StarlingEstimator(Estimator, _StarlingParams):
             job.setdefault("checkpoint", {}).update(dir=os.path.join(ck, "checkpoints"), every_steps=interval)
         schema = df.limit(0).toArrow().schema
         empty = pa.RecordBatch.from_pylist([], schema=schema)
-        resolved, num_fields = _native.resolve(_config.dumps(job), empty)
+        resolved, fields = _native.resolve(_config.dumps(job), empty)
         token = secrets.token_hex(16)
         servers = self.getOrDefault(self.serversPerTask)
         out = StructType([StructField("model", BinaryType()), StructField("report", StringType())])
-        task = _train_task(resolved, num_fields, world, servers, token, save_dir, schema.serialize().to_pybytes())
+        task = _train_task(resolved, fields, world, servers, token, save_dir, schema.serialize().to_pybytes())
         try:
             # The shuffle makes the barrier stage a map stage, which Spark reruns whole when a task
             # fails (a barrier result stage it would not retry); the rerun resumes from checkpoints.

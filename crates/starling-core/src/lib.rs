@@ -1,8 +1,9 @@
-//! Starling's numeric core: examples, feature hashing, models (LR, FM, FFM), losses, optimizers,
-//! in-memory tables and metrics. Pure computation: no I/O, no threads, no sockets.
+//! Starling's numeric core: examples, feature hashing, models (LR, FM, FFM, graphs of neural
+//! blocks), layers, losses, optimizers, in-memory tables and metrics. Pure computation: no I/O, no threads, no sockets.
 
 pub mod error;
 pub mod example;
+pub mod graph;
 pub mod hash;
 pub mod learner;
 pub mod loss;
@@ -19,6 +20,6 @@ pub use example::{Example, ExampleBuf, Feature};
 pub use learner::{LearnScratch, Learner};
 pub use loss::Loss;
 pub use minibatch::{compact_touched, BatchScratch, MiniBatch};
-pub use model::{ModelKind, ModelSpec, Scratch};
+pub use model::{Gradients, Init, Model, ModelKind, ModelSpec, Scratch, ShallowKind, TableKind, TableSpec};
 pub use optim::Optimizer;
 pub use table::{DenseTable, HashTable, RowInit, Table};

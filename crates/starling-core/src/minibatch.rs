@@ -15,17 +15,22 @@ use crate::model::Scratch;
 pub struct MiniBatch {
     examples: ExampleBuf,
     keys: Vec<u64>,
-    /// Per feature occurrence (examples in order, features in order): index into `keys`.
+    /// Per feature occurrence (examples in order, features in order): index into its group's keys.
     slots: Vec<u32>,
+    /// Keys of groups 1.. (group 0's are `keys`).
+    more_keys: Vec<Vec<u64>>,
+    groups: usize,
     pairs: Vec<(u64, u32)>,
     /// Radix sort's second buffer.
     sorted: Vec<(u64, u32)>,
+    /// Pairs of groups 1.. while sealing.
+    more_pairs: Vec<Vec<(u64, u32)>>,
 }
 
 impl MiniBatch {
     /// An empty batch.
     pub fn new() -> Self {
-        MiniBatch { examples: ExampleBuf::new(), ..Default::default() }
+        MiniBatch { examples: ExampleBuf::new(), groups: 1, ..Default::default() }
     }
 
     /// Drops every example, keeping allocations.
@@ -57,29 +62,73 @@ impl MiniBatch {
 
     /// Computes the distinct keys and occurrence slots; call after the last [`MiniBatch::push`].
     pub fn seal(&mut self) {
+        self.seal_groups(1, |_| 0);
+    }
+
+    /// As [`MiniBatch::seal`], with the keys split into `groups` groups by the field of each
+    /// feature (`group_of(field) < groups`): each group's keys are distinct and sorted, and
+    /// each occurrence's slot indexes its own group's keys.
+    pub fn seal_groups(&mut self, groups: usize, group_of: impl Fn(u32) -> usize) {
+        let groups = groups.max(1);
+        self.groups = groups;
         self.pairs.clear();
+        self.more_pairs.resize_with(groups - 1, Vec::new);
+        self.more_pairs.iter_mut().for_each(Vec::clear);
         let mut occ = 0u32;
         for i in 0..self.examples.len() {
             for f in self.examples.features(i) {
-                self.pairs.push((f.key, occ));
+                match group_of(f.field) {
+                    0 => self.pairs.push((f.key, occ)),
+                    g => self.more_pairs[g - 1].push((f.key, occ)),
+                }
                 occ += 1;
             }
         }
-        let pairs = sort_pairs(&mut self.pairs, &mut self.sorted);
-        self.keys.clear();
         self.slots.clear();
         self.slots.resize(occ as usize, 0);
-        for &(key, o) in pairs {
-            if self.keys.last() != Some(&key) {
-                self.keys.push(key);
-            }
-            self.slots[o as usize] = (self.keys.len() - 1) as u32;
+        let pairs = sort_pairs(&mut self.pairs, &mut self.sorted);
+        dedup_into(pairs, &mut self.keys, &mut self.slots);
+        self.more_keys.resize_with(groups - 1, Vec::new);
+        for (pairs, keys) in self.more_pairs.iter_mut().zip(&mut self.more_keys) {
+            let pairs = sort_pairs(pairs, &mut self.sorted);
+            dedup_into(pairs, keys, &mut self.slots);
         }
+    }
+
+    /// Number of key groups the batch was sealed with.
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// Distinct keys of group `g`, strictly increasing.
+    pub fn group_keys(&self, g: usize) -> &[u64] {
+        if g == 0 {
+            &self.keys
+        } else {
+            &self.more_keys[g - 1]
+        }
+    }
+
+    /// Per feature occurrence (examples in order, features in order): its key's index in its
+    /// group's keys.
+    pub fn slots(&self) -> &[u32] {
+        &self.slots
     }
 
     /// Distinct keys, strictly increasing (what a pull or push sends).
     pub fn keys(&self) -> &[u64] {
         &self.keys
+    }
+}
+
+/// Distinct keys of sorted `pairs` into `keys`, and each occurrence's index among them into `slots`.
+fn dedup_into(pairs: &[(u64, u32)], keys: &mut Vec<u64>, slots: &mut [u32]) {
+    keys.clear();
+    for &(key, o) in pairs {
+        if keys.last() != Some(&key) {
+            keys.push(key);
+        }
+        slots[o as usize] = (keys.len() - 1) as u32;
     }
 }
 

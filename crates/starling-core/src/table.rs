@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::hash::mix64;
-use crate::model::ModelSpec;
+use crate::model::{Init, ModelSpec};
 
 /// Key-value store of rows; `Sync` so threads can train into one table at once.
 pub trait Table: Sync {
@@ -35,20 +35,24 @@ pub trait Table: Sync {
     fn for_each_row(&self, f: &mut dyn FnMut(u64, &[f32]));
 }
 
-/// How a fresh row looks: the model's init for the weights, zeros for the optimizer state.
+/// How a fresh row looks: the table's init for the weights, zeros for the optimizer state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RowInit {
-    spec: ModelSpec,
+    init: Init,
     dim: usize,
     row_len: usize,
 }
 
 impl RowInit {
-    /// Fresh rows of `row_len` floats for `spec` (`row_len >= spec.dim()`).
+    /// Fresh rows of `row_len` floats for the shallow model `spec` (`row_len >= spec.dim()`).
     pub fn new(spec: &ModelSpec, row_len: usize) -> Self {
-        let dim = spec.dim();
-        assert!(row_len >= dim, "row_len {row_len} < model dim {dim}");
-        RowInit { spec: spec.clone(), dim, row_len }
+        RowInit::with(Init::Model(spec.clone()), spec.dim(), row_len)
+    }
+
+    /// Fresh rows of `row_len` floats whose first `dim` follow `init`.
+    pub fn with(init: Init, dim: usize, row_len: usize) -> Self {
+        assert!(row_len >= dim, "row_len {row_len} < dim {dim}");
+        RowInit { init, dim, row_len }
     }
 
     /// Weights per row.
@@ -61,15 +65,10 @@ impl RowInit {
         self.row_len
     }
 
-    /// The model the weights are initialised for.
-    pub fn spec(&self) -> &ModelSpec {
-        &self.spec
-    }
-
     /// True when a fresh row is all zeros (LR, or zero init scale): zeroed memory is then a valid fresh row.
     #[inline]
     pub fn is_zero(&self) -> bool {
-        self.spec.zero_init()
+        self.init.is_zero()
     }
 
     /// Writes the fresh row of `key` into `row`.
@@ -77,7 +76,7 @@ impl RowInit {
     pub fn fill(&self, key: u64, row: &mut [f32]) {
         debug_assert_eq!(row.len(), self.row_len);
         let (w, state) = row.split_at_mut(self.dim);
-        self.spec.init_weights(key, w);
+        self.init.fill_weights(key, w);
         state.fill(0.0);
     }
 }

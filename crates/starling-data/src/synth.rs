@@ -116,6 +116,9 @@ pub struct SynthConfig {
     pub hash_bits: u32,
     /// Formats to write (each as a train and a test file); duplicates are ignored.
     pub formats: Vec<SynthFormat>,
+    /// Scale of a hidden non-linear term (the softened sign of a sum over four fields) that FM
+    /// cannot represent and a deep model can learn; 0 leaves it out.
+    pub nonlinear: f64,
 }
 
 impl Default for SynthConfig {
@@ -126,6 +129,7 @@ impl Default for SynthConfig {
             seed: 42,
             hash_bits: 24,
             formats: vec![SynthFormat::Criteo],
+            nonlinear: 0.0,
         }
     }
 }
@@ -256,6 +260,9 @@ pub fn generate(cfg: &SynthConfig, out_dir: &Path, progress: &mut dyn FnMut(u64)
     if !(5..=48).contains(&cfg.hash_bits) {
         return Err(SynthError::Config(format!("hash_bits must be in 5..=48, got {}", cfg.hash_bits)));
     }
+    if !(cfg.nonlinear.is_finite() && (0.0..=10.0).contains(&cfg.nonlinear)) {
+        return Err(SynthError::Config(format!("nonlinear must be between 0 and 10, got {}", cfg.nonlinear)));
+    }
     let mut formats: Vec<SynthFormat> = Vec::new();
     for &f in &cfg.formats {
         if !formats.contains(&f) {
@@ -279,7 +286,7 @@ pub fn generate(cfg: &SynthConfig, out_dir: &Path, progress: &mut dyn FnMut(u64)
         st.zlin.reserve_exact(keep);
         st.y.reserve_exact(keep);
         for i in 0..n {
-            spec.sample_row(&mut rng, &mut row, &mut cache);
+            spec.sample_row(&mut rng, &mut row, &mut cache, cfg.nonlinear);
             let y = if row.label { 1.0f32 } else { 0.0 };
             st.rows += 1;
             st.pos += u64::from(row.label);
@@ -411,7 +418,14 @@ mod tests {
     use super::*;
 
     fn cfg(train: u64, test: u64, seed: u64, formats: &[SynthFormat]) -> SynthConfig {
-        SynthConfig { train_rows: train, test_rows: test, seed, hash_bits: 24, formats: formats.to_vec() }
+        SynthConfig {
+            train_rows: train,
+            test_rows: test,
+            seed,
+            hash_bits: 24,
+            formats: formats.to_vec(),
+            nonlinear: 0.0,
+        }
     }
 
     fn read(dir: &Path, name: &str) -> Vec<u8> {

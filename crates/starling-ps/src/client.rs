@@ -1,4 +1,4 @@
-//! The one interface a trainer uses to reach the parameters (ARCHITECTURE decision 4), and its
+//! The one interface a trainer uses to reach the parameters (design.md, decision 4), and its
 //! in-process transport. The TCP transport lives in [`crate::tcp`]; the trainer cannot tell them apart.
 
 use std::sync::Arc;

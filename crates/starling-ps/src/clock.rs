@@ -1,4 +1,4 @@
-//! Worker clocks and the staleness rule (ARCHITECTURE decision 5).
+//! Worker clocks and the staleness rule (design.md, decision 5).
 //!
 //! A worker's clock is the number of steps (mini-batches) it has finished. With staleness `s`, a
 //! worker may start step `c` once every active worker has finished at least `c - s` steps:

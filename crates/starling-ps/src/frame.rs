@@ -1,4 +1,4 @@
-//! The wire format (ARCHITECTURE decision 7): length-prefixed frames with a versioned header.
+//! The wire format (design.md, decision 7): length-prefixed frames with a versioned header.
 //!
 //! ```text
 //! frame   = len:u32  version:u8  kind:u8  flags:u16  id:u32  payload[len - 8]

@@ -24,5 +24,5 @@ pub use error::PsError;
 pub use server::{Server, StatsSnapshot};
 pub use shard::{vshard_of, ShardMap, Split, NUM_VSHARDS};
 pub use store::Store;
-pub use table::{Init, TableSpec};
+pub use table::{Init, TableKind, TableSpec};
 pub use tcp::{serve, ClientOptions, ServeConfig, TcpClient, TcpServerHandle};

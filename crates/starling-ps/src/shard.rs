@@ -1,4 +1,4 @@
-//! Keys to virtual shards to servers (ARCHITECTURE decision 2).
+//! Keys to virtual shards to servers (design.md, decision 2).
 //!
 //! A key's virtual shard is a fixed hash of the key, so it never changes; which server owns a
 //! virtual shard is a table the coordinator hands out. Re-sharding moves whole virtual shards.

@@ -182,6 +182,11 @@ impl Inputs {
         self.pipeline.num_fields()
     }
 
+    /// The fields the pipeline produces, by name, as a model graph reads them.
+    pub fn fields(&self) -> starling_core::graph::Fields {
+        starling_core::graph::Fields { names: self.pipeline.field_names(), bias: self.pipeline.bias_field() }
+    }
+
     /// Reads the cache at `path` from now on, folding keys to `hash_bits`. It holds the
     /// `share = (rank, world)` slice of these inputs' text: the whole ([`crate::cache::WHOLE`]),
     /// which threads then split by blocks, or exactly the slice this process will ask for.

@@ -302,6 +302,10 @@ struct GenArgs {
     /// Id space of the LibSVM/libFFM files (ids < 2^B).
     #[arg(long, default_value_t = 24)]
     hash_bits: u32,
+    /// Scale of a hidden non-linear term that FM cannot represent and deep models can learn
+    /// (0: none; try 1).
+    #[arg(long, default_value_t = 0.0)]
+    nonlinear: f64,
 }
 
 #[derive(Args)]
@@ -454,7 +458,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     let (model, rep) = trainer::train(&job, a.quiet)?;
     outln!(
         "trained {} on {} examples in {:.2} s ({:.0} examples/s); progressive logloss {:.5}",
-        model.learner.model.kind,
+        model.job.model.kind,
         rep.train_examples,
         rep.train_seconds,
         rep.train_examples as f64 / rep.train_seconds.max(1e-9),
@@ -546,8 +550,14 @@ fn cmd_gen(a: GenArgs) -> Result<()> {
         .map(|f| f.trim().parse::<SynthFormat>())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Usage(format!("--formats: {e}")))?;
-    let cfg =
-        SynthConfig { train_rows: a.train_rows, test_rows: a.test_rows, seed: a.seed, hash_bits: a.hash_bits, formats };
+    let cfg = SynthConfig {
+        train_rows: a.train_rows,
+        test_rows: a.test_rows,
+        seed: a.seed,
+        hash_bits: a.hash_bits,
+        formats,
+        nonlinear: a.nonlinear,
+    };
     let r = quickstart::generate(&cfg, &a.out, false)?;
     outln!(
         "wrote {} train and {} test rows to {}; true model on test: logloss {:.5}, AUC {:.5} (constant prediction: logloss {:.5})",

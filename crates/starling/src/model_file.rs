@@ -1,28 +1,31 @@
-//! Model files: a versioned header, the job config, every row, and a CRC32 over all of it.
+//! Model files: a versioned header, the job config, every table's rows, and a CRC32 over all of it.
 //!
 //! Layout (little-endian):
 //! ```text
 //! "STARLING" | format version u32 | header length u32 | header (TOML) |
-//! rows × (key u64, row_len × f32) | crc32 of everything before it (u32)
+//! for each table: rows × (key u64, row_len × f32) | crc32 of everything before it (u32)
 //! ```
-//! The header says how many rows follow, so a truncated file is caught before any row is read, and
-//! the checksum catches any flipped byte. A file is written under a temporary name, synced and
-//! renamed, so a crash or a full disk never leaves a half-written model under the final name.
+//! The header says how many rows of how many floats each table has, so a truncated file is
+//! caught before any row is read, and the checksum catches any flipped byte. A file is written
+//! under a temporary name, synced and renamed, so a crash or a full disk never leaves a
+//! half-written model under the final name. Version 1 files (one table, a shallow model) load.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use starling_core::{Learner, Loss, ModelSpec, Optimizer};
+use starling_core::graph::Fields;
+use starling_core::model::ShallowModel;
+use starling_core::{Learner, Loss, ModelSpec, Optimizer, TableKind};
 use starling_ps::checkpoint::durable::{write_atomic_io, Crc};
 
 use crate::config::JobConfig;
-use crate::model::{Model, ModelTable};
+use crate::model::{Model, ModelTable, Net};
 
 const MAGIC: &[u8; 8] = b"STARLING";
-/// Current format version; readers refuse newer ones.
-pub const FORMAT_VERSION: u32 = 1;
+/// Current format version; readers refuse newer ones. Version 2 holds any number of tables.
+pub const FORMAT_VERSION: u32 = 2;
 /// Headers beyond this are corruption, not configs.
 const MAX_HEADER: u32 = 16 << 20;
 
@@ -37,9 +40,29 @@ pub enum ModelFileError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// What the header records besides the rows.
+/// One table as the header records it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct TableHeader {
+    name: String,
+    row_len: usize,
+    rows: u64,
+}
+
+/// What a version 2 header records besides the rows.
 #[derive(Serialize, Deserialize)]
 struct Header {
+    passes_done: u32,
+    examples_seen: u64,
+    /// The input's field names by id, which a graph is built over.
+    fields: Vec<String>,
+    bias_field: Option<u32>,
+    tables: Vec<TableHeader>,
+    job: JobConfig,
+}
+
+/// A version 1 header: one shallow model's table.
+#[derive(Deserialize)]
+struct HeaderV1 {
     spec: ModelSpec,
     optimizer: Optimizer,
     loss: Loss,
@@ -53,15 +76,22 @@ struct Header {
 /// Saves `model` to `path` atomically (temporary file, fsync, rename, directory fsync).
 pub fn save(model: &Model, path: &Path) -> Result<(), ModelFileError> {
     let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };
-    let table = model.table.as_dyn();
     let header = Header {
-        spec: model.learner.model.clone(),
-        optimizer: model.learner.optimizer,
-        loss: model.learner.loss,
-        row_len: table.row_len(),
-        rows: table.len() as u64,
         passes_done: model.passes_done,
         examples_seen: model.examples_seen,
+        fields: model.fields.names.clone(),
+        bias_field: model.fields.bias,
+        tables: model
+            .net
+            .tables()
+            .iter()
+            .zip(&model.tables)
+            .map(|(s, t)| TableHeader {
+                name: s.name.clone(),
+                row_len: t.as_dyn().row_len(),
+                rows: t.as_dyn().len() as u64,
+            })
+            .collect(),
         job: model.job.clone(),
     };
     let header_text = toml::to_string(&header).expect("a model header always serialises");
@@ -76,30 +106,32 @@ pub fn save(model: &Model, path: &Path) -> Result<(), ModelFileError> {
         w.write_all(&FORMAT_VERSION.to_le_bytes())?;
         w.write_all(&(header_text.len() as u32).to_le_bytes())?;
         w.write_all(header_text.as_bytes())?;
-        let mut written = 0u64;
-        let mut err = None;
-        table.for_each_row(&mut |key, row| {
-            if err.is_some() {
-                return;
-            }
-            let r = (|| {
-                w.write_all(&key.to_le_bytes())?;
-                for x in row {
-                    w.write_all(&x.to_le_bytes())?;
+        for (th, table) in header.tables.iter().zip(&model.tables) {
+            let mut written = 0u64;
+            let mut err = None;
+            table.as_dyn().for_each_row(&mut |key, row| {
+                if err.is_some() {
+                    return;
                 }
-                Ok(())
-            })();
-            written += 1;
-            err = r.err();
-        });
-        if let Some(e) = err {
-            return Err(e);
-        }
-        if written != header.rows {
-            return Err(std::io::Error::other(format!(
-                "table changed while saving ({} rows announced, {written} written)",
-                header.rows
-            )));
+                let r = (|| {
+                    w.write_all(&key.to_le_bytes())?;
+                    for x in row {
+                        w.write_all(&x.to_le_bytes())?;
+                    }
+                    Ok(())
+                })();
+                written += 1;
+                err = r.err();
+            });
+            if let Some(e) = err {
+                return Err(e);
+            }
+            if written != th.rows {
+                return Err(std::io::Error::other(format!(
+                    "table {} changed while saving ({} rows announced, {written} written)",
+                    th.name, th.rows
+                )));
+            }
         }
         let crc = w.crc();
         out.write_all(&crc.to_le_bytes())
@@ -161,38 +193,76 @@ pub fn load(path: &Path) -> Result<Model, ModelFileError> {
     let mut text = vec![0u8; header_len as usize];
     r.read_exact(&mut text).map_err(|_| truncated("header"))?;
     let text = String::from_utf8(text).map_err(|_| invalid("header is not UTF-8: the file is corrupt".into()))?;
-    let header: Header = toml::from_str(&text).map_err(|e| invalid(format!("header does not parse: {e}")))?;
-    let row_bytes = 8 + 4 * header.row_len as u64;
-    let expected = 16 + u64::from(header_len) + header.rows.saturating_mul(row_bytes) + 4;
+    let (model, tables) = if version == 1 {
+        let h: HeaderV1 = toml::from_str(&text).map_err(|e| invalid(format!("header does not parse: {e}")))?;
+        let learner = Learner::new(h.spec.clone(), h.optimizer, h.loss)
+            .map_err(|e| invalid(format!("header describes an invalid model: {e}")))?;
+        let net = Net::Shallow(ShallowModel::new(learner));
+        let fields = Fields { names: (0..h.spec.num_fields).map(|f| f.to_string()).collect(), bias: None };
+        let tables = vec![TableHeader { name: net.tables()[0].name.clone(), row_len: h.row_len, rows: h.rows }];
+        let t = ModelTable::new(&net.tables()[0], h.job.features.hash_bits).map_err(|e| invalid(e.to_string()))?;
+        let model = Model {
+            job: h.job,
+            fields,
+            net,
+            tables: vec![t],
+            passes_done: h.passes_done,
+            examples_seen: h.examples_seen,
+        };
+        (model, tables)
+    } else {
+        let h: Header = toml::from_str(&text).map_err(|e| invalid(format!("header does not parse: {e}")))?;
+        let fields = Fields { names: h.fields, bias: h.bias_field };
+        let mut model = Model::new(&h.job, fields)
+            .map_err(|e| invalid(format!("header describes a model that cannot be built: {e}")))?;
+        (model.passes_done, model.examples_seen) = (h.passes_done, h.examples_seen);
+        (model, h.tables)
+    };
+    let specs = model.net.tables();
+    if specs.len() != tables.len() {
+        return Err(invalid(format!("holds {} tables but its model declares {}", tables.len(), specs.len())));
+    }
+    for (th, (spec, t)) in tables.iter().zip(specs.iter().zip(&model.tables)) {
+        if th.name != spec.name || th.row_len != t.as_dyn().row_len() {
+            return Err(invalid(format!(
+                "table `{}` has rows of {} floats, but its model declares table `{}` with rows of {}",
+                th.name,
+                th.row_len,
+                spec.name,
+                t.as_dyn().row_len()
+            )));
+        }
+    }
+    let expected = 16
+        + u64::from(header_len)
+        + tables.iter().map(|t| t.rows.saturating_mul(8 + 4 * t.row_len as u64)).fold(0u64, u64::saturating_add)
+        + 4;
     if file_len != expected {
+        let rows: Vec<String> = tables.iter().map(|t| format!("{} rows of {} floats", t.rows, t.row_len)).collect();
         return Err(invalid(format!(
-            "{} model file: {file_len} bytes, but its header announces {} rows of {} floats ({expected} bytes)",
+            "{} model file: {file_len} bytes, but its header announces {} ({expected} bytes)",
             if file_len < expected { "truncated" } else { "oversized" },
-            header.rows,
-            header.row_len
+            rows.join(", ")
         )));
     }
-    let learner = Learner::new(header.spec.clone(), header.optimizer, header.loss)
-        .map_err(|e| invalid(format!("header describes an invalid model: {e}")))?;
-    if learner.row_len() != header.row_len {
-        return Err(invalid(format!(
-            "header says rows of {} floats but the model needs {}",
-            header.row_len,
-            learner.row_len()
-        )));
-    }
-    let table = ModelTable::new(&learner, header.job.features.hash_bits).map_err(|e| invalid(e.to_string()))?;
-    {
+    let bits = model.job.features.hash_bits;
+    for (th, (spec, table)) in tables.iter().zip(specs.iter().zip(&model.tables)) {
         let t = table.as_dyn();
-        let mut buf = vec![0u8; row_bytes as usize];
-        let mut row = vec![0f32; header.row_len];
-        let mask =
-            if header.job.features.hash_bits == 0 { u64::MAX } else { (1u64 << header.job.features.hash_bits) - 1 };
-        for i in 0..header.rows {
+        let mut buf = vec![0u8; 8 + 4 * th.row_len];
+        let mut row = vec![0f32; th.row_len];
+        let limit = match spec.kind {
+            TableKind::Sparse if bits > 0 => 1u64 << bits,
+            TableKind::Sparse => u64::MAX,
+            TableKind::Dense { .. } => spec.dense_keys().len() as u64,
+        };
+        for i in 0..th.rows {
             r.read_exact(&mut buf).map_err(io)?;
             let key = u64::from_le_bytes(buf[..8].try_into().unwrap());
-            if key & !mask != 0 {
-                return Err(invalid(format!("row {i} has key {key:#x} outside the table: the file is corrupt")));
+            if limit != u64::MAX && key >= limit {
+                return Err(invalid(format!(
+                    "row {i} of table `{}` has key {key:#x} outside the table: the file is corrupt",
+                    th.name
+                )));
             }
             for (x, b) in row.iter_mut().zip(buf[8..].chunks_exact(4)) {
                 *x = f32::from_le_bytes(b.try_into().unwrap());
@@ -205,32 +275,49 @@ pub fn load(path: &Path) -> Result<Model, ModelFileError> {
     if u32::from_le_bytes(u32buf) != computed {
         return Err(invalid("checksum mismatch: the file is corrupt".into()));
     }
-    Ok(Model { job: header.job, learner, table, passes_done: header.passes_done, examples_seen: header.examples_seen })
+    Ok(model)
 }
 
 /// Loads a distributed checkpoint (a directory with a manifest and one shard file per server) as a
-/// single-machine model: every server's rows in one in-memory table.
+/// single-machine model: every server's rows in one in-memory table per table.
 fn load_checkpoint(dir: &Path) -> Result<Model, ModelFileError> {
     let invalid = |message: String| ModelFileError::Invalid { path: dir.to_path_buf(), message };
     let manifest = starling_ps::read_manifest(dir).map_err(|e| invalid(e.to_string()))?;
     let job = crate::config::JobConfig::from_toml(&manifest.job, "the checkpoint's job")
         .map_err(|e| invalid(e.to_string()))?;
-    let Some(spec) = manifest.tables.first() else { return Err(invalid("the checkpoint has no tables".into())) };
-    let starling_ps::Init::Model(model_spec) = &spec.init else {
-        return Err(invalid(format!("table `{}` is not a model's sparse table", spec.name)));
+    let fields = if manifest.fields.is_empty() {
+        // Version 1 manifests held shallow models only, sized by their field count.
+        let n = match manifest.tables.first().map(|t| &t.init) {
+            Some(starling_ps::Init::Model(spec)) => spec.num_fields,
+            _ => 0,
+        };
+        Fields { names: (0..n).map(|f| f.to_string()).collect(), bias: None }
+    } else {
+        Fields { names: manifest.fields.clone(), bias: manifest.bias_field }
     };
-    let learner = starling_core::Learner::new(model_spec.clone(), spec.optimizer, job.model.loss)
-        .map_err(|e| invalid(e.to_string()))?;
-    let table = crate::model::ModelTable::new(&learner, job.features.hash_bits).map_err(|e| invalid(e.to_string()))?;
-    let t = table.as_dyn();
-    if t.row_len() != spec.row_len() {
-        return Err(invalid(format!("rows of {} floats, the model needs {}", spec.row_len(), t.row_len())));
+    let mut model = Model::new(&job, fields).map_err(|e| invalid(e.to_string()))?;
+    let specs = model.net.tables();
+    if specs.len() != manifest.tables.len() {
+        return Err(invalid(format!("holds {} tables but its model declares {}", manifest.tables.len(), specs.len())));
     }
+    for (m, s) in manifest.tables.iter().zip(specs) {
+        if m.name != s.name || m.row_len() != s.row_len() {
+            return Err(invalid(format!(
+                "table `{}` has rows of {} floats, but its model declares table `{}` with rows of {}",
+                m.name,
+                m.row_len(),
+                s.name,
+                s.row_len()
+            )));
+        }
+    }
+    let tables = &model.tables;
     starling_ps::load_rows(dir, &manifest, &mut |table_id, key, row| {
-        if table_id == 0 {
-            t.write(key, row);
+        if let Some(t) = tables.get(table_id as usize) {
+            t.as_dyn().write(key, row);
         }
     })
     .map_err(|e| invalid(e.to_string()))?;
-    Ok(Model { job, learner, table, passes_done: manifest.passes_done, examples_seen: manifest.examples_seen })
+    (model.passes_done, model.examples_seen) = (manifest.passes_done, manifest.examples_seen);
+    Ok(model)
 }

@@ -9,7 +9,7 @@ use starling_core::{Example, LearnScratch};
 use starling_data::DataError;
 
 use crate::input::{InputError, Inputs};
-use crate::model::Model;
+use crate::model::{Model, Scorer};
 
 /// Metrics of a scored input, and the report of malformed lines it skipped (if any).
 #[derive(Clone, Debug)]
@@ -52,10 +52,34 @@ pub fn predict_each(
     let mut metrics = Metrics::new(true);
     let mut scratch = LearnScratch::default();
     let mut ex = Example::default();
+    if model.net.learner().is_some() {
+        while reader.next(&mut ex)? {
+            let p = model.predict(&ex, &mut scratch).expect("a shallow model predicts online");
+            metrics.add(p, ex.label, ex.weight);
+            each(p)?;
+        }
+        return Ok(metrics.summary());
+    }
+    // Deep models score in batches; predictions still come out one per example, in input order.
+    let loss = model.net.step().loss();
+    let failed = std::cell::Cell::new(None);
+    let mut scorer = Scorer::new(model);
+    let mut emit = |s: f32, y: f32, w: f32| {
+        let p = loss.predict(s);
+        metrics.add(p, y, w);
+        if let Err(e) = each(p) {
+            failed.set(Some(e));
+        }
+    };
     while reader.next(&mut ex)? {
-        let p = model.predict(&ex, &mut scratch);
-        metrics.add(p, ex.label, ex.weight);
-        each(p)?;
+        scorer.push(&ex, &mut emit);
+        if let Some(e) = failed.take() {
+            return Err(e);
+        }
+    }
+    scorer.flush(&mut emit);
+    if let Some(e) = failed.take() {
+        return Err(e);
     }
     Ok(metrics.summary())
 }

@@ -71,6 +71,7 @@ pub fn run(dir: &Path, rows: u64) -> Result<(), QuickstartError> {
         seed: 42,
         hash_bits: 22,
         formats: vec![SynthFormat::Criteo],
+        nonlinear: 0.0,
     };
     crate::outln!(
         "1. generating {} train / {} test Criteo-like rows in {}",

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use starling_core::graph::Fields;
 use starling_core::metrics::{Metrics, Summary};
+use starling_core::model::ShallowModel;
 use starling_core::rng::Rng;
 use starling_core::{Example, LearnScratch, Learner, Table};
 use starling_data::DataError;
@@ -13,12 +15,12 @@ use starling_ps::{LocalClient, LocalClocks, LocalCluster, ParamClient, TableSpec
 use crate::cache;
 use crate::config::{ConfigError, JobConfig};
 use crate::input::{show_paths, InputError, Inputs, Reader};
-use crate::model::{Model, ModelTable};
+use crate::model::{Model, ModelTable, Net, Scorer};
 use crate::model_file::{self, ModelFileError};
 use crate::progress::Progress;
 use crate::stream::{for_each_example, shuffle_for};
 use crate::with_table;
-use crate::worker::{Position, StepBuffers, Worker, WorkerError, WEIGHTS};
+use crate::worker::{Position, StepBuffers, Worker, WorkerError};
 
 /// Examples between progress updates of one thread (keeps the shared lock off the hot path).
 const PROGRESS_EVERY: u64 = 16_384;
@@ -130,30 +132,26 @@ pub fn train_on(
     quiet: bool,
 ) -> Result<(Model, TrainReport), TrainError> {
     job.validate()?;
-    let optimizer = job.optimizer;
-    let spec = job.model_spec(train_inputs.num_fields());
-    let learner = Learner::new(spec, optimizer, job.model.loss)
-        .map_err(|e| ConfigError::Invalid { field: "model", message: e.to_string() })?;
+    let fields = train_inputs.fields();
     let mut model = match job.train.init_model.clone() {
-        Some(path) => resume(&job, learner, &path)?,
-        None => Model {
-            table: ModelTable::new(&learner, job.features.hash_bits)?,
-            learner,
-            job: job.clone(),
-            passes_done: 0,
-            examples_seen: 0,
-        },
+        Some(path) => resume(&job, fields, &path)?,
+        None => Model::new(&job, fields)?,
     };
 
     let mut report = TrainReport::default();
     let start = Instant::now();
-    let mut batched = (job.batch_size(false) > 1).then(|| Batched::new(&model, &job));
+    // Deep models always learn in mini-batches; shallow ones online unless a batch is asked for.
+    let online = model.net.learner().filter(|_| job.batch_size(false) == 1);
+    let mut batched = online.is_none().then(|| Batched::new(&model, &job));
     for p in 0..job.train.passes {
         let pass = model.passes_done + 1;
         let progress = Progress::new(format!("pass {pass}"), quiet);
         let metrics = match &mut batched {
             Some(b) => b.pass(&model, &job, train_inputs, pass, &progress)?,
-            None => with_table!(&model.table, |t| run_pass(&model.learner, t, &job, train_inputs, pass, &progress))?,
+            None => {
+                let learner = model.net.learner().expect("online training is for shallow models");
+                with_table!(model.table(), |t| run_pass(learner, t, &job, train_inputs, pass, &progress))?
+            }
         };
         progress.finish();
         let s = metrics.summary();
@@ -170,7 +168,7 @@ pub fn train_on(
         progress.println(&format!("[pass {pass}] {} examples, progressive logloss {:.5}", s.count, s.logloss));
         if let Some(b) = &batched {
             if p + 1 == job.train.passes || job.train.eval_each_pass {
-                b.copy_to(&model.table);
+                b.copy_to(&model.tables);
             }
         }
         if job.train.eval_each_pass && p + 1 < job.train.passes {
@@ -256,10 +254,11 @@ impl Batched {
     /// An in-process server holding `model`'s rows (non-empty when resuming).
     fn new(model: &Model, job: &JobConfig) -> Self {
         let threads = job.train.threads;
-        let spec = TableSpec::for_model("weights", &model.learner.model, &model.learner.optimizer);
-        let cluster = LocalCluster::new(vec![spec], 1, LocalClocks::new(threads, job.cluster.staleness, 0));
-        let store = &cluster.servers()[0].tables()[WEIGHTS as usize];
-        model.table.as_dyn().for_each_row(&mut |key, row| store.write(key, row));
+        let specs = model.net.tables().to_vec();
+        let cluster = LocalCluster::new(specs, 1, LocalClocks::new(threads, job.cluster.staleness, 0));
+        for (store, table) in cluster.servers()[0].tables().iter().zip(&model.tables) {
+            table.as_dyn().for_each_row(&mut |key, row| store.write(key, row));
+        }
         let clients =
             (0..threads).map(|r| (cluster.client(r, 0), Position::default(), StepBuffers::default())).collect();
         Batched { cluster, clients }
@@ -277,7 +276,7 @@ impl Batched {
         let world = self.clients.len();
         let worker = |rank| Worker {
             job,
-            learner: &model.learner,
+            model: model.net.step(),
             inputs,
             rank,
             world,
@@ -313,10 +312,12 @@ impl Batched {
         Ok(total)
     }
 
-    /// Copies the server's rows into the model's table (for evaluation and saving).
-    fn copy_to(&self, table: &ModelTable) {
-        let t = table.as_dyn();
-        self.cluster.servers()[0].tables()[WEIGHTS as usize].for_each_row(&mut |key, row| t.write(key, row));
+    /// Copies the server's rows into the model's tables (for evaluation and saving).
+    fn copy_to(&self, tables: &[ModelTable]) {
+        for (store, table) in self.cluster.servers()[0].tables().iter().zip(tables) {
+            let t = table.as_dyn();
+            store.for_each_row(&mut |key, row| t.write(key, row));
+        }
     }
 }
 
@@ -367,27 +368,54 @@ fn learn_stream<T: Table>(
 }
 
 /// Loads the model to continue from and checks it is the model `job` describes.
-fn resume(job: &JobConfig, learner: Learner, path: &std::path::Path) -> Result<Model, TrainError> {
+fn resume(job: &JobConfig, fields: Fields, path: &std::path::Path) -> Result<Model, TrainError> {
     let old = model_file::load(path)?;
     let incompatible = |message: String| TrainError::Incompatible { path: path.display().to_string(), message };
-    let (a, b) = (&old.learner.model, &learner.model);
-    if (a.kind, a.k, a.num_fields) != (b.kind, b.k, b.num_fields) {
-        return Err(incompatible(format!(
-            "it is {} with k={} over {} fields, the job asks for {} with k={} over {} fields",
-            a.kind, a.k, a.num_fields, b.kind, b.k, b.num_fields
-        )));
+    let fresh = Net::new(job, &fields)?;
+    let net = match (&old.net, fresh) {
+        (Net::Shallow(o), Net::Shallow(n)) => {
+            let (a, b) = (&o.learner.model, &n.learner.model);
+            if (a.kind, a.k, a.num_fields) != (b.kind, b.k, b.num_fields) {
+                return Err(incompatible(format!(
+                    "it is {} with k={} over {} fields, the job asks for {} with k={} over {} fields",
+                    a.kind, a.k, a.num_fields, b.kind, b.k, b.num_fields
+                )));
+            }
+            // The table keeps its own init (the saved seed); new hyperparameters of the same optimizer apply.
+            let learner = Learner::new(a.clone(), n.learner.optimizer, n.learner.loss)
+                .map_err(|e| incompatible(e.to_string()))?;
+            Net::Shallow(ShallowModel::new(learner))
+        }
+        (o, n) => {
+            let (a, b) = (o.tables(), n.tables());
+            let shape = |t: &[TableSpec]| t.iter().map(|t| (t.name.clone(), t.dim, t.kind)).collect::<Vec<_>>();
+            if o.learner().is_some() != n.learner().is_some() || shape(a) != shape(b) {
+                return Err(incompatible(format!(
+                    "it is {} with tables {}, the job asks for {} with tables {}",
+                    old.job.model.kind,
+                    describe_tables(a),
+                    job.model.kind,
+                    describe_tables(b)
+                )));
+            }
+            n
+        }
+    };
+    for (a, b) in old.net.tables().iter().zip(net.tables()) {
+        if std::mem::discriminant(&a.optimizer) != std::mem::discriminant(&b.optimizer) {
+            return Err(incompatible(format!(
+                "its table `{}` was trained with {}; its optimizer state does not fit {}",
+                a.name,
+                a.optimizer.name(),
+                b.optimizer.name()
+            )));
+        }
     }
-    if std::mem::discriminant(&old.learner.optimizer) != std::mem::discriminant(&learner.optimizer) {
-        return Err(incompatible(format!(
-            "it was trained with {}; its optimizer state does not fit {}",
-            old.learner.optimizer.name(),
-            learner.optimizer.name()
-        )));
-    }
-    if old.learner.loss != learner.loss {
+    if old.net.step().loss() != net.step().loss() {
         return Err(incompatible(format!(
             "it was trained with {} loss, the job uses {}",
-            old.learner.loss, learner.loss
+            old.net.step().loss(),
+            net.step().loss()
         )));
     }
     if old.job.features != job.features {
@@ -395,16 +423,19 @@ fn resume(job: &JobConfig, learner: Learner, path: &std::path::Path) -> Result<M
             "its [features] differ from the job's (format, hashing, crosses and transforms must match)".into(),
         ));
     }
-    // The table keeps its own init (the saved seed); new hyperparameters of the same optimizer apply.
-    let learner = Learner::new(old.learner.model.clone(), learner.optimizer, learner.loss)
-        .map_err(|e| incompatible(e.to_string()))?;
     Ok(Model {
         job: job.clone(),
-        learner,
-        table: old.table,
+        fields: old.fields,
+        net,
+        tables: old.tables,
         passes_done: old.passes_done,
         examples_seen: old.examples_seen,
     })
+}
+
+/// `sparse (11 floats), dense (4096 floats)`, for messages.
+fn describe_tables(t: &[TableSpec]) -> String {
+    t.iter().map(|t| format!("{} ({} floats)", t.name, t.dim)).collect::<Vec<_>>().join(", ")
 }
 
 /// Scores every example of `inputs` with `model`, on `threads` threads; AUC included.
@@ -415,12 +446,20 @@ pub fn evaluate_inputs(model: &Model, inputs: &Inputs, threads: usize, quiet: bo
         let mut metrics = Metrics::new(true);
         let mut scratch = LearnScratch::default();
         let mut ex = Example::default();
+        let mut scorer = Scorer::new(model);
+        let loss = model.net.step().loss();
+        let mut reported = 0;
         while reader.next(&mut ex)? {
-            metrics.add(model.predict(&ex, &mut scratch), ex.label, ex.weight);
-            if metrics.count().is_multiple_of(PROGRESS_EVERY) {
-                progress.add(PROGRESS_EVERY, 0.0);
+            match model.predict(&ex, &mut scratch) {
+                Some(p) => metrics.add(p, ex.label, ex.weight),
+                None => scorer.push(&ex, &mut |s, y, w| metrics.add(loss.predict(s), y, w)),
+            }
+            if metrics.count() - reported >= PROGRESS_EVERY {
+                progress.add(metrics.count() - reported, 0.0);
+                reported = metrics.count();
             }
         }
+        scorer.flush(&mut |s, y, w| metrics.add(loss.predict(s), y, w));
         Ok(metrics)
     })?;
     progress.finish();

@@ -1,9 +1,12 @@
-//! A parameter-server worker's loop: read a mini-batch, pull its keys' weights, compute the summed
-//! gradients, push them, tick the clock. The same loop runs in a worker process over TCP and in
-//! `starling train` threads over the in-process client (ARCHITECTURE decision 4).
+//! A parameter-server worker's loop, the same for every model: read a mini-batch, gather its keys
+//! per table, pull their weights, run the model's step, push the gradients of the rows it
+//! touched, tick the clock. The same loop runs in a worker process over TCP and in `starling
+//! train` threads over the in-process client (design.md, "The path of one example").
+
+use std::any::Any;
 
 use starling_core::metrics::Metrics;
-use starling_core::{compact_touched, BatchScratch, Example, Learner, MiniBatch};
+use starling_core::{compact_touched, Example, Gradients, MiniBatch, Model, TableKind};
 use starling_data::DataError;
 use starling_ps::{ParamClient, PsError};
 
@@ -12,7 +15,7 @@ use crate::input::{InputError, Inputs};
 use crate::progress::Progress;
 use crate::stream::{for_each_example, shuffle_for};
 
-/// The sparse model table's id on the servers.
+/// The table id of a shallow model's rows (its only table) on the servers.
 pub const WEIGHTS: u32 = 0;
 
 /// Examples between progress updates.
@@ -47,8 +50,8 @@ impl From<DataError> for WorkerError {
 pub struct Worker<'a> {
     /// The job (features already resolved).
     pub job: &'a JobConfig,
-    /// Model shape and loss; its optimizer runs on the servers.
-    pub learner: &'a Learner,
+    /// The model's tables and step; its optimizers run on the servers.
+    pub model: &'a dyn Model,
     /// The job's training input.
     pub inputs: &'a Inputs,
     /// This worker's rank.
@@ -58,15 +61,16 @@ pub struct Worker<'a> {
     /// Examples per step.
     pub batch_size: usize,
     /// Send the pull of the next batch before computing the current one (SSP and ASP only: the
-    /// read then misses this worker's last push; see `ClusterConfig::prefetch`).
+    /// read then misses this worker's last push; see `ClusterConfig::prefetch`). Models of one
+    /// table only: a transport keeps one pull in flight.
     pub prefetch: bool,
 }
 
-/// A mini-batch and the weights pulled for its keys.
+/// A mini-batch and the weights pulled for its keys, per table.
 #[derive(Default)]
 struct Pulled {
     batch: MiniBatch,
-    weights: Vec<f32>,
+    weights: Vec<Vec<f32>>,
 }
 
 /// Reused buffers of a worker's steps.
@@ -77,11 +81,31 @@ pub struct StepBuffers {
     /// With prefetch, the batch whose weights are pulled and whose step is still to run.
     ready: Pulled,
     has_ready: bool,
-    grads: Vec<f32>,
-    touched: Vec<bool>,
+    grads: Gradients,
     push_keys: Vec<u64>,
     push_grads: Vec<f32>,
-    scratch: BatchScratch,
+    /// The model's scratch, made on first use.
+    scratch: Option<Box<dyn Any + Send>>,
+    /// Per dense table, the keys of its chunks.
+    dense_keys: Vec<Vec<u64>>,
+}
+
+/// The keys of `table` in `batch` (sealed): its key group's for a sparse table, every chunk's for a dense one.
+fn table_keys<'k>(model: &dyn Model, dense_keys: &'k [Vec<u64>], batch: &'k MiniBatch, table: usize) -> &'k [u64] {
+    let spec = &model.tables()[table];
+    match spec.kind {
+        TableKind::Sparse => batch.group_keys(spec.group),
+        TableKind::Dense { .. } => &dense_keys[table],
+    }
+}
+
+impl StepBuffers {
+    fn prepare(&mut self, model: &dyn Model) {
+        if self.scratch.is_none() {
+            self.scratch = Some(model.scratch());
+            self.dense_keys = model.tables().iter().map(|t| t.dense_keys()).collect();
+        }
+    }
 }
 
 /// Where a worker is in its data: steps done so far, and how many of them a resumed run skips.
@@ -105,6 +129,7 @@ impl Worker<'_> {
         progress: &Progress,
     ) -> Result<Metrics, WorkerError> {
         let mut reader = self.inputs.reader(self.rank, self.world)?;
+        bufs.prepare(self.model);
         let mut metrics = Metrics::new(false);
         let mut reported = (0u64, 0f64);
         bufs.next.batch.clear();
@@ -128,18 +153,17 @@ impl Worker<'_> {
             if pos.step + steps_in_flight < pos.skip {
                 // Resuming: these steps are already in the servers' rows.
                 pos.step += 1;
-            } else if self.prefetch && bufs.has_ready {
-                self.prefetch_step(client, bufs, metrics)?;
+            } else if self.prefetching() && bufs.has_ready {
+                self.prefetch_step(client, bufs, pos.step, metrics)?;
                 done(pos, metrics)?;
             } else {
-                let b = &mut bufs.next;
-                b.batch.seal();
-                self.pull(client, b)?;
-                if self.prefetch {
+                self.seal(&mut bufs.next.batch);
+                self.pull(client, &bufs.dense_keys, &mut bufs.next)?;
+                if self.prefetching() {
                     std::mem::swap(&mut bufs.next, &mut bufs.ready);
                     bufs.has_ready = true;
                 } else {
-                    self.learn(client, bufs, false, metrics)?;
+                    self.learn(client, bufs, false, pos.step, metrics)?;
                     done(pos, metrics)?;
                 }
             }
@@ -157,7 +181,7 @@ impl Worker<'_> {
             full(bufs, &mut metrics)?;
         }
         if bufs.has_ready {
-            self.learn(client, bufs, true, &mut metrics)?;
+            self.learn(client, bufs, true, pos.step, &mut metrics)?;
             bufs.has_ready = false;
             done(pos, &metrics)?;
         }
@@ -168,12 +192,19 @@ impl Worker<'_> {
         Ok(metrics)
     }
 
-    /// Pulls the weights of `b`'s (sealed) batch.
-    fn pull(&self, client: &mut dyn ParamClient, b: &mut Pulled) -> Result<(), WorkerError> {
-        let keys = b.batch.keys();
-        b.weights.resize(keys.len() * self.learner.model.dim(), 0.0);
-        client.pull(WEIGHTS, keys, &mut b.weights)?;
-        Ok(())
+    /// Prefetching is on, and possible: one pull in flight needs a model of one table.
+    fn prefetching(&self) -> bool {
+        self.prefetch && self.model.tables().len() == 1
+    }
+
+    /// Splits the batch's keys into the model's key groups.
+    fn seal(&self, batch: &mut MiniBatch) {
+        seal_for(self.model, batch);
+    }
+
+    /// Pulls the weights of every table for `b`'s (sealed) batch.
+    fn pull(&self, client: &mut dyn ParamClient, dense_keys: &[Vec<u64>], b: &mut Pulled) -> Result<(), WorkerError> {
+        pull_tables(self.model, client, dense_keys, &b.batch, &mut b.weights)
     }
 
     /// The step of `bufs.ready` while `bufs.next`'s pull is in flight; `next` becomes ready.
@@ -181,16 +212,18 @@ impl Worker<'_> {
         &self,
         client: &mut dyn ParamClient,
         bufs: &mut StepBuffers,
+        step: u64,
         metrics: &mut Metrics,
     ) -> Result<(), WorkerError> {
+        self.seal(&mut bufs.next.batch);
+        client.pull_start(WEIGHTS, bufs.next.batch.keys())?;
+        self.gradients(bufs, true, step, metrics);
+        let dim = self.model.tables()[0].dim;
         let next = &mut bufs.next;
-        next.batch.seal();
-        client.pull_start(WEIGHTS, next.batch.keys())?;
-        self.gradients(bufs, true, metrics);
-        let next = &mut bufs.next;
-        next.weights.resize(next.batch.keys().len() * self.learner.model.dim(), 0.0);
-        client.pull_finish(WEIGHTS, next.batch.keys(), &mut next.weights)?;
-        self.push_and_clock(client, bufs)?;
+        next.weights.resize_with(1, Vec::new);
+        next.weights[0].resize(next.batch.keys().len() * dim, 0.0);
+        client.pull_finish(WEIGHTS, next.batch.keys(), &mut next.weights[0])?;
+        self.push_and_clock(client, bufs, true)?;
         std::mem::swap(&mut bufs.next, &mut bufs.ready);
         Ok(())
     }
@@ -201,51 +234,90 @@ impl Worker<'_> {
         client: &mut dyn ParamClient,
         bufs: &mut StepBuffers,
         ready: bool,
+        step: u64,
         metrics: &mut Metrics,
     ) -> Result<(), WorkerError> {
-        self.gradients(bufs, ready, metrics);
-        self.push_and_clock(client, bufs)
+        self.gradients(bufs, ready, step, metrics);
+        self.push_and_clock(client, bufs, ready)
     }
 
-    /// Summed gradients of the pulled batch (`ready` or `next`) into the push buffers.
-    fn gradients(&self, b: &mut StepBuffers, ready: bool, metrics: &mut Metrics) {
+    /// The model's step on the pulled batch (`ready` or `next`): scores and gradients.
+    fn gradients(&self, b: &mut StepBuffers, ready: bool, step: u64, metrics: &mut Metrics) {
         let p = if ready { &b.ready } else { &b.next };
-        let loss = self.learner.loss;
-        self.learner.batch_gradients(&p.batch, &p.weights, &mut b.grads, &mut b.touched, &mut b.scratch, |s, y, w| {
+        let loss = self.model.loss();
+        let scratch = b.scratch.as_mut().expect("buffers prepared").as_mut();
+        self.model.step(&p.batch, &p.weights, step, Some(&mut b.grads), scratch, &mut |s, y, w| {
             metrics.add(loss.predict(s), y, w)
         });
-        let dim = self.learner.model.dim();
-        compact_touched(p.batch.keys(), &b.grads, &b.touched, dim, &mut b.push_keys, &mut b.push_grads);
     }
 
-    /// Pushes the gradients in the push buffers and ends the step.
-    fn push_and_clock(&self, client: &mut dyn ParamClient, b: &StepBuffers) -> Result<(), WorkerError> {
-        if !b.push_keys.is_empty() {
-            client.push(WEIGHTS, &b.push_keys, &b.push_grads)?;
+    /// Pushes the touched rows' gradients of every table and ends the step.
+    fn push_and_clock(
+        &self,
+        client: &mut dyn ParamClient,
+        b: &mut StepBuffers,
+        ready: bool,
+    ) -> Result<(), WorkerError> {
+        let p = if ready { &b.ready } else { &b.next };
+        for (t, spec) in self.model.tables().iter().enumerate() {
+            let keys = table_keys(self.model, &b.dense_keys, &p.batch, t);
+            compact_touched(
+                keys,
+                &b.grads.grads[t],
+                &b.grads.touched[t],
+                spec.dim,
+                &mut b.push_keys,
+                &mut b.push_grads,
+            );
+            if !b.push_keys.is_empty() {
+                client.push(t as u32, &b.push_keys, &b.push_grads)?;
+            }
         }
         client.clock()?;
         Ok(())
     }
 }
 
+/// Seals `batch` with `model`'s key groups.
+pub fn seal_for(model: &dyn Model, batch: &mut MiniBatch) {
+    batch.seal_groups(model.key_groups(), |f| model.key_group(f));
+}
+
+/// Pulls every table of `model` for the sealed `batch` into `weights`.
+fn pull_tables(
+    model: &dyn Model,
+    client: &mut dyn ParamClient,
+    dense_keys: &[Vec<u64>],
+    batch: &MiniBatch,
+    weights: &mut Vec<Vec<f32>>,
+) -> Result<(), WorkerError> {
+    weights.resize_with(model.tables().len(), Vec::new);
+    for (t, (spec, w)) in model.tables().iter().zip(weights.iter_mut()).enumerate() {
+        let keys = table_keys(model, dense_keys, batch, t);
+        w.resize(keys.len() * spec.dim, 0.0);
+        client.pull(t as u32, keys, w)?;
+    }
+    Ok(())
+}
+
 /// Scores every example of `reader`'s share through `client` (pulls only), for a holdout.
 pub fn evaluate(
-    learner: &Learner,
+    model: &dyn Model,
     inputs: &Inputs,
     rank: usize,
     world: usize,
     batch_size: usize,
     client: &mut dyn ParamClient,
 ) -> Result<Metrics, WorkerError> {
-    let dim = learner.model.dim();
     let mut reader = inputs.reader(rank, world)?;
     let mut metrics = Metrics::new(true);
-    let (mut batch, mut weights, mut scratch) = (MiniBatch::new(), Vec::new(), BatchScratch::default());
+    let (mut batch, mut weights, mut scratch) = (MiniBatch::new(), Vec::new(), model.scratch());
+    let dense_keys: Vec<Vec<u64>> = model.tables().iter().map(|t| t.dense_keys()).collect();
+    let loss = model.loss();
     let mut flush = |batch: &mut MiniBatch, metrics: &mut Metrics| -> Result<(), WorkerError> {
-        batch.seal();
-        weights.resize(batch.keys().len() * dim, 0.0);
-        client.pull(WEIGHTS, batch.keys(), &mut weights)?;
-        learner.batch_scores(batch, &weights, &mut scratch, |s, y, w| metrics.add(learner.loss.predict(s), y, w));
+        seal_for(model, batch);
+        pull_tables(model, client, &dense_keys, batch, &mut weights)?;
+        model.step(batch, &weights, 0, None, scratch.as_mut(), &mut |s, y, w| metrics.add(loss.predict(s), y, w));
         batch.clear();
         Ok(())
     };

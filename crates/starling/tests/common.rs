@@ -22,7 +22,7 @@ pub fn shared_data(rel: &str) -> PathBuf {
 }
 
 /// Generates a data set in every format (criteo, libsvm, libffm, vw, csv) into a fresh directory.
-fn generate(train_rows: u64, seed: u64) -> tempfile::TempDir {
+fn generate(train_rows: u64, seed: u64, nonlinear: f64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SynthConfig {
         train_rows,
@@ -30,6 +30,7 @@ fn generate(train_rows: u64, seed: u64) -> tempfile::TempDir {
         seed,
         hash_bits: 20,
         formats: vec![SynthFormat::Criteo, SynthFormat::Libsvm, SynthFormat::Libffm, SynthFormat::Vw, SynthFormat::Csv],
+        nonlinear,
     };
     synth::generate(&cfg, dir.path(), &mut |_| {}).unwrap();
     dir
@@ -38,18 +39,24 @@ fn generate(train_rows: u64, seed: u64) -> tempfile::TempDir {
 /// A small generated data set (40k train rows), shared by the tests of one binary.
 pub fn gen_data() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| generate(40_000, 7)).path()
+    DIR.get_or_init(|| generate(40_000, 7, 0.0)).path()
 }
 
 /// A generated data set large enough for FM to show what it learns (200k train rows).
 pub fn gen_data_large() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| generate(200_000, 11)).path()
+    DIR.get_or_init(|| generate(200_000, 11, 0.0)).path()
+}
+
+/// Generated data with the hidden non-linear term that FM cannot represent (200k train rows).
+pub fn gen_data_nonlinear() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| generate(200_000, 13, 1.0)).path()
 }
 
 /// Every row of a table, sorted by key, for exact comparisons.
 pub fn rows(model: &starling::Model) -> Vec<(u64, Vec<u32>)> {
     let mut out = Vec::new();
-    model.table.as_dyn().for_each_row(&mut |k, r| out.push((k, r.iter().map(|x| x.to_bits()).collect())));
+    model.table().as_dyn().for_each_row(&mut |k, r| out.push((k, r.iter().map(|x| x.to_bits()).collect())));
     out
 }

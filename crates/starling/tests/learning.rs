@@ -66,7 +66,7 @@ fn ffm_learns_from_libffm_input() {
     job.model.kind = ModelKind::Ffm;
     job.model.k = 4;
     let (model, rep) = trainer::train(&job, true).unwrap();
-    assert_eq!(model.learner.model.num_fields, 40, "39 libFFM fields plus the bias field");
+    assert_eq!(model.net.learner().unwrap().model.num_fields, 40, "39 libFFM fields plus the bias field");
     let auc = rep.test.unwrap().auc.unwrap();
     assert!(auc > 0.7, "FFM AUC {auc:.4}");
 }

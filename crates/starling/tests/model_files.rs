@@ -132,3 +132,45 @@ fn resume_refuses_a_different_model() {
     let err = trainer::train(&job, true).err().unwrap().to_string();
     assert!(err.contains("cannot resume") && err.contains("k=4"), "{err}");
 }
+
+/// Writes `model` (a shallow one) in format version 1, as Starling wrote it before deep models.
+fn save_v1(model: &starling::Model, path: &std::path::Path) {
+    let learner = model.net.learner().unwrap();
+    let table = model.table().as_dyn();
+    let mut header = toml::map::Map::new();
+    header.insert("spec".into(), toml::Value::try_from(&learner.model).unwrap());
+    header.insert("optimizer".into(), toml::Value::try_from(learner.optimizer).unwrap());
+    header.insert("loss".into(), toml::Value::try_from(learner.loss).unwrap());
+    header.insert("row_len".into(), toml::Value::Integer(table.row_len() as i64));
+    header.insert("rows".into(), toml::Value::Integer(table.len() as i64));
+    header.insert("passes_done".into(), toml::Value::Integer(i64::from(model.passes_done)));
+    header.insert("examples_seen".into(), toml::Value::Integer(model.examples_seen as i64));
+    header.insert("job".into(), toml::Value::try_from(&model.job).unwrap());
+    let text = toml::to_string(&toml::Value::Table(header)).unwrap();
+    let mut bytes = b"STARLING".to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(text.as_bytes());
+    table.for_each_row(&mut |key, row| {
+        bytes.extend_from_slice(&key.to_le_bytes());
+        row.iter().for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+    });
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn models_saved_by_format_version_1_still_load_and_resume() {
+    let (model, _) = trainer::train(&fm_job(1), true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("v1.model");
+    save_v1(&model, &old);
+    let loaded = model_file::load(&old).unwrap();
+    assert_eq!(common::rows(&model), common::rows(&loaded));
+    assert_eq!(predictions(&model), predictions(&loaded));
+    let mut job = fm_job(1);
+    job.train.init_model = Some(old);
+    let (resumed, _) = trainer::train(&job, true).unwrap();
+    assert_eq!(resumed.passes_done, 2);
+}

@@ -118,7 +118,8 @@ mod tests {
     fn interactions() {
         check_block(&FmInteraction { fields: 4, dim: 3 }, &[12], 5, true, false);
         check_block(&DotInteraction { vectors: 4, dim: 3 }, &[9, 3], 5, true, false);
-        check_block(&Gate { width: 6 }, &[6, 6], 3, true, false);
+        check_block(&Gate { width: 6, learned: false }, &[6, 6], 3, true, false);
+        check_block(&Gate { width: 6, learned: true }, &[6], 3, true, false);
         check_block(&Bilinear { a: 6, b: 4, heads: 2 }, &[6, 4], 5, true, false);
     }
 

@@ -5,8 +5,8 @@ use super::gemm::{matmul, Mat, MatMut};
 use super::{Block, Cache, Grads, ParamInit, Params, Pass, Segment};
 use crate::loss::sigmoid;
 
-/// Copies the inputs of one example each, side by side, into `out` (`[batch, Σ widths]`).
-fn concat_rows(inputs: &[&[f32]], batch: usize, out: &mut Vec<f32>) {
+/// Copies each example's rows of `inputs`, side by side, into `out` (`[batch, Σ widths]`).
+pub fn concat_rows(inputs: &[&[f32]], batch: usize, out: &mut Vec<f32>) {
     let total: usize = inputs.iter().map(|x| x.len() / batch.max(1)).sum();
     super::zeroed(out, batch * total);
     for e in 0..batch {
@@ -154,12 +154,25 @@ impl Block for DotInteraction {
     }
 }
 
-/// FinalMLP's feature gate: `x ⊙ 2σ(g)`, with gate logits `g` of the same width computed by
-/// another block (an MLP over context features); a gate of all zeros passes `x` unchanged.
+/// FinalMLP's feature gate: `x ⊙ 2σ(g)`. The gate logits `g` come from a second input of the
+/// same width (an MLP over context features), or, with one input, are a learned vector: the
+/// form FinalMLP takes without context fields. Logits of zero pass `x` unchanged.
 #[derive(Clone, Debug)]
 pub struct Gate {
     /// Width of `x`, of `g` and of the output.
     pub width: usize,
+    /// The logits are parameters, not an input.
+    pub learned: bool,
+}
+
+impl Gate {
+    fn logit<'a>(&self, p: &'a [f32], inputs: &[&'a [f32]], i: usize) -> f32 {
+        if self.learned {
+            p[i % self.width]
+        } else {
+            inputs[1][i]
+        }
+    }
 }
 
 impl Block for Gate {
@@ -167,12 +180,20 @@ impl Block for Gate {
         self.width
     }
 
-    fn forward(&self, _: &Pass, _: Params<'_>, inputs: &[&[f32]], out: &mut [f32], cache: &mut Cache) {
-        let (x, g) = (inputs[0], inputs[1]);
+    fn params(&self) -> Vec<Segment> {
+        if self.learned {
+            vec![(self.width, ParamInit::Zeros)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn forward(&self, _: &Pass, p: Params<'_>, inputs: &[&[f32]], out: &mut [f32], cache: &mut Cache) {
+        let x = inputs[0];
         let sig = cache.zeroed(0, x.len());
-        for (((y, s), &x), &g) in out.iter_mut().zip(sig.iter_mut()).zip(x).zip(g) {
-            *s = sigmoid(g);
-            *y = 2.0 * x * *s;
+        for i in 0..x.len() {
+            sig[i] = sigmoid(self.logit(p.w, inputs, i));
+            out[i] = 2.0 * x[i] * sig[i];
         }
     }
 
@@ -184,15 +205,19 @@ impl Block for Gate {
         _: &[f32],
         dout: &[f32],
         dinputs: &mut [&mut [f32]],
-        _: Grads<'_>,
+        g: Grads<'_>,
         cache: &mut Cache,
     ) {
         let x = inputs[0];
         let sig = cache.buf(0);
-        let (dx, dg) = dinputs.split_at_mut(1);
         for i in 0..x.len() {
-            dx[0][i] += dout[i] * 2.0 * sig[i];
-            dg[0][i] += dout[i] * 2.0 * x[i] * sig[i] * (1.0 - sig[i]);
+            let dlogit = dout[i] * 2.0 * x[i] * sig[i] * (1.0 - sig[i]);
+            dinputs[0][i] += dout[i] * 2.0 * sig[i];
+            if self.learned {
+                g.w[i % self.width] += dlogit;
+            } else {
+                dinputs[1][i] += dlogit;
+            }
         }
     }
 }

@@ -7,13 +7,13 @@
 //! gradients and to input gradients, so a tensor feeding several blocks gets the sum of theirs.
 //! Nothing here allocates once the caches have grown to the batch size.
 
-mod act;
+pub(crate) mod act;
 mod cross;
 mod dropout;
 mod gemm;
 mod interact;
 mod linear;
-mod mlp;
+pub(crate) mod mlp;
 mod norm;
 mod pool;
 
@@ -24,9 +24,9 @@ pub use act::Activation;
 pub use cross::Cross;
 pub use dropout::Dropout;
 pub use gemm::{matmul, Mat, MatMut};
-pub use interact::{Bilinear, DotInteraction, FmInteraction, Gate};
+pub use interact::{concat_rows, Bilinear, DotInteraction, FmInteraction, Gate};
 pub use linear::Linear;
-pub use mlp::Mlp;
+pub use mlp::{Mlp, MlpOptions};
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{FieldPool, Pooling};
 

@@ -29,6 +29,9 @@ pub const HIDDEN_TABLE_BITS: u32 = 22;
 pub const INTER_GAIN: f64 = 0.08;
 /// Bias of the hidden model.
 pub const BIAS: f64 = -1.25;
+/// Categorical fields (0-based) of the optional non-linear term: C6 C17 C23, small vocabularies
+/// (24, 10, 15 values) that are never missing, so the term is learnable.
+pub const NONLINEAR_FIELDS: [usize; 3] = [5, 16, 22];
 /// Share of missing values per categorical field (Criteo-like; fields not listed are never missing).
 const CAT_MISSING: [(usize, f64); 10] = [
     (2, 0.03),
@@ -158,6 +161,8 @@ pub struct Spec {
     is_inter: [bool; N_CAT],
     w_salt: u64,
     v_salt: [u64; 2],
+    /// Drawn after everything else, so data without the non-linear term stays as it was.
+    nl_salt: u64,
 }
 
 fn uniform(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
@@ -186,7 +191,21 @@ impl Spec {
         }
         let w_salt = rng.next_u64();
         let v_salt = [rng.next_u64(), rng.next_u64()];
-        Spec { zipf_s, cat_missing, cat_scale, int_mu, int_sigma, int_missing, int_w, zipf, is_inter, w_salt, v_salt }
+        let nl_salt = rng.next_u64();
+        Spec {
+            zipf_s,
+            cat_missing,
+            cat_scale,
+            int_mu,
+            int_sigma,
+            int_missing,
+            int_w,
+            zipf,
+            is_inter,
+            w_salt,
+            v_salt,
+            nl_salt,
+        }
     }
 
     /// Hidden linear weight of table slot `h` (standard normal).
@@ -203,8 +222,9 @@ impl Spec {
         [a, b, c, d]
     }
 
-    /// Draws the next row from `rng` into `row`.
-    pub fn sample_row(&self, rng: &mut Rng, row: &mut Row, cache: &mut WeightCache) {
+    /// Draws the next row from `rng` into `row`; `nonlinear` scales the term no second-order
+    /// model can represent (0: none, and the rows are those of earlier versions).
+    pub fn sample_row(&self, rng: &mut Rng, row: &mut Row, cache: &mut WeightCache, nonlinear: f64) {
         let mut zlin = BIAS;
         for f in 0..N_INT {
             let v = ((self.int_mu[f] + self.int_sigma[f] * rng.normal()).exp() - 0.5).floor().max(0.0);
@@ -244,8 +264,24 @@ impl Spec {
             }
         }
         let zint = INTER_GAIN * 0.5 * (vsum.iter().map(|x| x * x).sum::<f64>() - vsq);
+        // The parity of three fields: each token has a hidden sign, and the term is their
+        // product, a pure third-order interaction whose pairwise projections are zero, so FM
+        // cannot fit any of it; an MLP over the embeddings can.
+        let znl = if nonlinear == 0.0 {
+            0.0
+        } else {
+            let signs = NONLINEAR_FIELDS.iter().map(|&f| {
+                let bits = mix64((feat_hash(f, row.toks[f]) & hmask) ^ self.nl_salt);
+                if bits & 1 == 0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            });
+            nonlinear * signs.product::<f64>()
+        };
         row.zlin = zlin;
-        row.z = zlin + zint;
+        row.z = zlin + zint + znl;
         row.p = 1.0 / (1.0 + (-row.z).exp());
         row.label = rng.next_f64() < row.p;
     }

@@ -12,8 +12,9 @@ use crate::table::TableSpec;
 
 /// File name of the manifest inside a checkpoint directory.
 pub const MANIFEST_FILE: &str = "manifest.toml";
-/// Current manifest version; readers refuse newer ones.
-pub const MANIFEST_VERSION: u32 = 1;
+/// Current manifest version; readers refuse newer ones. Version 2 added the input's fields
+/// (deep models are built over them); version 1 manifests still load.
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// Everything needed to resume a job or load its model, besides the rows themselves.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,6 +39,12 @@ pub struct Manifest {
     pub passes_done: u32,
     /// When the checkpoint was completed (seconds since the Unix epoch).
     pub created_unix: u64,
+    /// The input's field names, by field id (empty in version 1).
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// The bias feature's field, if the pipeline adds one.
+    #[serde(default)]
+    pub bias_field: Option<u32>,
 }
 
 /// Just the version, read first so a newer manifest is refused for its version, not for a field

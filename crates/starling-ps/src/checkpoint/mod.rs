@@ -1,4 +1,4 @@
-//! Checkpoints (ARCHITECTURE decision 8): a directory with one shard file per server and a
+//! Checkpoints (design.md, decision 8): a directory with one shard file per server and a
 //! `manifest.toml` written last.
 //!
 //! Every file is written under a temporary name in the same directory, fsynced, renamed, and the

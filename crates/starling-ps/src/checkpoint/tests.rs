@@ -10,7 +10,7 @@ use crate::table::Init;
 fn specs() -> Vec<TableSpec> {
     vec![
         TableSpec::for_model("w", &ModelSpec { seed: 3, ..ModelSpec::fm(2) }, &Optimizer::adagrad_default()),
-        TableSpec::dense_block("mlp", 4, &Optimizer::adam_default(), Init::Uniform { scale: 0.1, seed: 5 }),
+        TableSpec::dense_block("mlp", 8, 4, &Optimizer::adam_default(), Init::Uniform { scale: 0.1, seed: 5 }),
     ]
 }
 
@@ -59,6 +59,8 @@ fn fixture() -> (TempDir, Manifest, Server) {
         examples_seen: 1234,
         passes_done: 1,
         created_unix: 1_700_000_000,
+        fields: Vec::new(),
+        bias_field: None,
     };
     write_manifest(dir.path(), &manifest).unwrap();
     (dir, manifest, reference)
@@ -212,7 +214,7 @@ fn manifest_problems_are_clear() {
     let (dir, manifest, _) = fixture();
     let path = dir.path().join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace("version = 1", "version = 9")).unwrap();
+    std::fs::write(&path, text.replace("version = 2", "version = 9")).unwrap();
     let m = message(read_manifest(dir.path()));
     assert!(m.contains("manifest version 9"), "{m}");
     std::fs::write(&path, text.replace("step = 3\n", "")).unwrap();
@@ -250,6 +252,8 @@ fn small_checkpoint(root: &Path, step: u64) {
         examples_seen: 0,
         passes_done: 0,
         created_unix: 0,
+        fields: Vec::new(),
+        bias_field: None,
     };
     write_manifest(dir, &m).unwrap();
 }

@@ -1,4 +1,4 @@
-//! The TCP transport (ARCHITECTURE decisions 4 and 7): servers answer frames on a tokio runtime of
+//! The TCP transport (design.md, decisions 4 and 7): servers answer frames on a tokio runtime of
 //! their own; workers talk to them through a blocking client, because the worker's hot loop is
 //! synchronous and one request per server in flight needs no async machinery.
 //!

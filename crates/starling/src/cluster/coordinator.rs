@@ -422,6 +422,8 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, V
         examples_seen: examples,
         passes_done: if ck.final_one { plan.job.train.passes } else { 0 },
         created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        fields: plan.fields.names.clone(),
+        bias_field: plan.fields.bias,
     };
     checkpoint::write_manifest(&dir, &manifest)?;
     let mut pruned = Vec::new();

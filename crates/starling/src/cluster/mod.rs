@@ -1,5 +1,5 @@
 //! Running a job on a cluster of processes: the coordinator, server and worker roles, and the
-//! local launcher (ARCHITECTURE decisions 4, 5, 8, 9).
+//! local launcher (design.md, decisions 4, 5, 8, 9).
 //!
 //! Every process but the coordinator needs only the coordinator's address and the job's token:
 //! the coordinator resolves the job once and hands out the shard map, ranks and config.

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 
-use starling_core::Learner;
+use starling_core::graph::Fields;
 use starling_ps::{checkpoint, Manifest, ShardMap, TableSpec};
 
 use super::ClusterError;
-use crate::config::{ConfigError, JobConfig};
+use crate::config::JobConfig;
 use crate::input::Inputs;
+use crate::model::Net;
 
 /// A job ready to hand out.
 pub struct Plan {
@@ -20,6 +21,8 @@ pub struct Plan {
     pub workers: usize,
     /// The model's tables.
     pub tables: Vec<TableSpec>,
+    /// The input's fields (the model is built over them; checkpoints record them).
+    pub fields: Fields,
     /// Virtual shard owners.
     pub map: ShardMap,
     /// The job's shared secret.
@@ -48,31 +51,29 @@ impl Plan {
             Inputs::open(&mut job.clone(), &test, 1)?
                 .preflight(&format!("the holdout {}", crate::input::show_paths(&test)))?;
         }
-        let num_fields = inputs.num_fields();
-        Plan::resolved(job, servers, workers, token, num_fields)
+        let fields = inputs.fields();
+        Plan::resolved(job, servers, workers, token, fields)
     }
 
-    /// A plan for a job whose input the caller resolved (`job.features` final, `num_fields` the
+    /// A plan for a job whose input the caller resolved (`job.features` final, `fields` the
     /// pipeline's): input that is not files, such as the record batches of Spark tasks.
     pub fn resolved(
         mut job: JobConfig,
         servers: usize,
         workers: usize,
         token: Vec<u8>,
-        num_fields: usize,
+        fields: Fields,
     ) -> Result<Plan, ClusterError> {
         job.cluster.servers = servers;
         job.cluster.workers = workers;
         job.validate()?;
-        let spec = job.model_spec(num_fields);
-        let learner = Learner::new(spec, job.optimizer, job.model.loss)
-            .map_err(|e| ConfigError::Invalid { field: "model", message: e.to_string() })?;
-        let tables = vec![TableSpec::for_model("weights", &learner.model, &learner.optimizer)];
+        let tables = Net::new(&job, &fields)?.tables().to_vec();
         let mut plan = Plan {
             job,
             servers,
             workers,
             tables,
+            fields,
             map: ShardMap::even(servers),
             token,
             start_clocks: vec![0; workers],

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use starling_core::Learner;
+use starling_core::Model;
 use starling_ps::control::{FromCoordinator, TestMetrics, ToCoordinator, WorkerProgress};
 use starling_ps::tcp::{ClientOptions, TcpClient};
 use starling_ps::{ClientStats, ParamClient, PsError, TableSpec, Wait};
@@ -12,8 +12,9 @@ use starling_ps::{ClientStats, ParamClient, PsError, TableSpec, Wait};
 use super::link::CoordLink;
 use super::ClusterError;
 use crate::cache;
-use crate::config::{ConfigError, JobConfig};
+use crate::config::JobConfig;
 use crate::input::Inputs;
+use crate::model::Net;
 use crate::progress::Progress;
 use crate::worker::{evaluate, Position, StepBuffers, Worker};
 use starling_data::arrow::RecordBatch;
@@ -131,14 +132,13 @@ pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Resul
             let (path, _) = cache::ensure(&job, &train, &dir, "train", (rank, world))?;
             inputs.use_cache(path, job.features.hash_bits, (rank, world));
         }
-        let learner = Learner::new(job.model_spec(inputs.num_fields()), job.optimizer, job.model.loss)
-            .map_err(|e| ConfigError::Invalid { field: "model", message: e.to_string() })?;
+        let net = Net::new(&job, &inputs.fields())?;
         let opts2 =
             ClientOptions { f16: job.cluster.f16, max_frame: job.cluster.max_frame_mib << 20, ..Default::default() };
         let data = TcpClient::connect(&servers, map, tables, &opts.token, &format!("worker {rank}"), opts2)?;
-        Ok((inputs, learner, data))
+        Ok((inputs, net, data))
     })();
-    let (inputs, learner, data) = match setup {
+    let (inputs, net, data) = match setup {
         Ok(s) => s,
         Err(e) => {
             let _ = link.send(&ToCoordinator::Failed { message: e.to_string() });
@@ -157,7 +157,7 @@ pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Resul
     }
     let read_lag = u64::from(job.cluster.prefetching());
     let mut client = RemoteClient { data, link, clock: start_clock, read_lag, stats: ClientStats::default(), live };
-    let result = train(&job, &learner, &inputs, rank, world, start_clock, &mut client, &progress);
+    let result = train(&job, net.step(), &inputs, rank, world, start_clock, &mut client, &progress);
     if let Err(e) = &result {
         let _ = client.link.send(&ToCoordinator::Failed { message: e.to_string() });
     }
@@ -167,7 +167,7 @@ pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Resul
 #[allow(clippy::too_many_arguments)]
 fn train(
     job: &JobConfig,
-    learner: &Learner,
+    model: &dyn Model,
     inputs: &Inputs,
     rank: usize,
     world: usize,
@@ -177,7 +177,7 @@ fn train(
 ) -> Result<(), ClusterError> {
     let batch_size = job.batch_size(true);
     let prefetch = job.cluster.prefetching();
-    let worker = Worker { job, learner, inputs, rank, world, batch_size, prefetch };
+    let worker = Worker { job, model, inputs, rank, world, batch_size, prefetch };
     let mut pos = Position { step: 0, skip: start_clock };
     let mut bufs = StepBuffers::default();
     let mut last_pass = (0, 0.0);
@@ -200,7 +200,7 @@ fn train(
         let mut job = job.clone();
         let test = job.data.test.clone();
         let test_inputs = Inputs::open(&mut job, &test, 1)?;
-        let s = evaluate(learner, &test_inputs, 0, 1, batch_size, client)?.summary();
+        let s = evaluate(model, &test_inputs, 0, 1, batch_size, client)?.summary();
         let metrics =
             TestMetrics { count: s.count, logloss: s.logloss, auc: s.auc, accuracy: s.accuracy, rmse: s.rmse };
         client.link.send(&ToCoordinator::Evaluated { test: Some(metrics) })?;

@@ -7,7 +7,10 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use starling_core::{Loss, ModelKind, ModelSpec, Optimizer};
+use starling_core::graph::ready::{ready_graph, ReadyOptions};
+use starling_core::graph::BlockConfig;
+use starling_core::nn::Activation;
+use starling_core::{Loss, ModelKind, ModelSpec, Optimizer, ShallowKind};
 use starling_data::PipelineConfig;
 use starling_ps::Staleness;
 
@@ -74,20 +77,119 @@ pub struct DataConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// The model family.
+    /// The model family: shallow (`lr`, `fm`, `ffm`), a ready deep model (`wide_deep`,
+    /// `deepfm`, `dcn`, `dlrm`, `finalmlp`), or `graph`, the blocks of `[[model.blocks]]`.
     pub kind: ModelKind,
     /// Latent dimension of FM and FFM.
     pub k: usize,
-    /// Latent weights start uniform in `[-init_scale, init_scale)`, a function of (seed, key), so
-    /// threads and servers agree.
+    /// Latent weights and embeddings start uniform in `[-init_scale, init_scale)`, a function of
+    /// (seed, key), so threads and servers agree.
     pub init_scale: f32,
     /// The loss the model minimises.
     pub loss: Loss,
+    /// Deep models: embedding size per field.
+    pub embedding_dim: usize,
+    /// Deep models: hidden layer sizes of the MLP (FinalMLP: its first stream; DLRM: its top MLP).
+    pub mlp: Vec<usize>,
+    /// FinalMLP: hidden layer sizes of its second stream.
+    pub mlp2: Vec<usize>,
+    /// Deep models: dropout rate after every hidden layer, in `[0, 1)`.
+    pub dropout: f32,
+    /// Deep models: batch norm in every hidden layer.
+    pub batch_norm: bool,
+    /// Deep models: activation of hidden layers.
+    pub activation: Activation,
+    /// DCN: number of cross layers.
+    pub cross_layers: usize,
+    /// DCN: DCN-v2's matrix cross layers instead of DCN's vector ones.
+    pub v2: bool,
+    /// FinalMLP: heads of the bilinear fusion (divides both streams' last sizes).
+    pub heads: usize,
+    /// Deep models: one embedding table shared by every field (`shared`; keys are hashed with
+    /// their field, so fields do not collide) or one per field (`per_field`).
+    pub embedding_tables: EmbeddingTables,
+    /// `kind = "graph"`: the model's blocks, each `{ name, block, input = [...], options }`
+    /// (see models.md for the blocks and their options).
+    pub blocks: Vec<BlockConfig>,
+    /// `kind = "graph"`: the block whose output is the score (default: the last one).
+    pub output: Option<String>,
+    /// Deep models: the update rule of the dense layers (`[model.dense_optimizer]`, `name`
+    /// required); the embeddings follow `[optimizer]`.
+    #[serde(deserialize_with = "optimizer_with_name")]
+    pub dense_optimizer: Optimizer,
+}
+
+/// An optimizer table that names its rule: unlike `[optimizer]`, whose rule defaults to AdaGrad,
+/// a `[model.dense_optimizer]` of only `lr = ...` would silently replace Adam by AdaGrad.
+fn optimizer_with_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Optimizer, D::Error> {
+    let v = toml::Value::deserialize(d)?;
+    if v.get("name").is_none() {
+        return Err(serde::de::Error::custom(
+            "[model.dense_optimizer] needs its `name` (sgd, adagrad, ftrl or adam); the default is adam",
+        ));
+    }
+    Optimizer::deserialize(v).map_err(serde::de::Error::custom)
+}
+
+/// Where a deep model's embeddings live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingTables {
+    /// One table for every field.
+    #[default]
+    Shared,
+    /// One table per field.
+    PerField,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { kind: ModelKind::Lr, k: 8, init_scale: 0.01, loss: Loss::Logistic }
+        let ready = ReadyOptions::default();
+        ModelConfig {
+            kind: ModelKind::Lr,
+            k: 8,
+            init_scale: 0.01,
+            loss: Loss::Logistic,
+            embedding_dim: ready.embedding_dim,
+            mlp: ready.mlp,
+            mlp2: ready.mlp2,
+            dropout: ready.dropout,
+            batch_norm: ready.batch_norm,
+            activation: ready.activation,
+            cross_layers: ready.cross_layers,
+            v2: ready.v2,
+            heads: ready.heads,
+            embedding_tables: EmbeddingTables::Shared,
+            blocks: Vec::new(),
+            output: None,
+            dense_optimizer: Optimizer::adam_default(),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The ready models' options.
+    pub fn ready_options(&self) -> ReadyOptions {
+        ReadyOptions {
+            embedding_dim: self.embedding_dim,
+            mlp: self.mlp.clone(),
+            mlp2: self.mlp2.clone(),
+            dropout: self.dropout,
+            batch_norm: self.batch_norm,
+            activation: self.activation,
+            cross_layers: self.cross_layers,
+            v2: self.v2,
+            heads: self.heads,
+        }
+    }
+
+    /// The blocks of a deep model: the ready model's graph, or `blocks` for `kind = "graph"`;
+    /// `None` for the shallow kinds.
+    pub fn graph(&self) -> Option<Vec<BlockConfig>> {
+        match self.kind {
+            ModelKind::Graph => Some(self.blocks.clone()),
+            kind => ready_graph(kind, &self.ready_options()),
+        }
     }
 }
 
@@ -117,8 +219,9 @@ pub struct TrainConfig {
     /// and optimizer kind; hyperparameters may change).
     pub init_model: Option<PathBuf>,
     /// Examples per mini-batch: 1 learns online (VW style); more pulls a batch's weights, sums its
-    /// gradients per key and pushes them, as parameter-server workers do. 0 picks 1 for `starling
-    /// train` and 1000 for a cluster; set it explicitly for the same result in one process or many.
+    /// gradients per key and pushes them, as parameter-server workers do. 0 picks, for shallow
+    /// models, 1 for `starling train` and 1000 for a cluster, and 256 for deep models (which
+    /// always train in mini-batches); set it explicitly for the same result in one process or many.
     pub batch_size: usize,
 }
 
@@ -140,6 +243,9 @@ impl Default for TrainConfig {
 
 /// Mini-batch size a cluster uses when `train.batch_size = 0`.
 pub const CLUSTER_BATCH_SIZE: usize = 1000;
+/// Default mini-batch of deep models, in one process or many: large enough for the dense layers'
+/// matrix products to run at speed, small enough to take many steps per pass.
+pub const DEEP_BATCH_SIZE: usize = 256;
 
 /// What happens when a worker dies or goes silent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -282,6 +388,7 @@ impl JobConfig {
     /// Mini-batch size in effect: `train.batch_size`, or the default for a single process or a cluster.
     pub fn batch_size(&self, cluster: bool) -> usize {
         match self.train.batch_size {
+            0 if self.model.kind.shallow().is_none() => DEEP_BATCH_SIZE,
             0 if cluster => CLUSTER_BATCH_SIZE,
             0 => 1,
             n => n,
@@ -307,11 +414,13 @@ impl JobConfig {
         toml::to_string_pretty(&value).expect("a TOML value always serialises")
     }
 
-    /// The model's shape; `num_fields` comes from the feature pipeline.
+    /// The shallow model's shape (a deep model's kind reads as LR: callers check
+    /// [`ModelKind::shallow`] first); `num_fields` comes from the feature pipeline.
     pub fn model_spec(&self, num_fields: usize) -> ModelSpec {
+        let kind = self.model.kind.shallow().unwrap_or(ShallowKind::Lr);
         ModelSpec {
-            kind: self.model.kind,
-            k: if self.model.kind == ModelKind::Lr { 0 } else { self.model.k },
+            kind,
+            k: if kind == ShallowKind::Lr { 0 } else { self.model.k },
             num_fields,
             init_scale: self.model.init_scale,
             seed: self.train.seed,
@@ -330,7 +439,7 @@ impl JobConfig {
         if self.train.shuffle && self.train.shuffle_window == 0 {
             return bad("train.shuffle_window", "must be at least 1 when shuffling");
         }
-        if self.model.kind != ModelKind::Lr && (self.model.k == 0 || self.model.k > 1024) {
+        if matches!(self.model.kind, ModelKind::Fm | ModelKind::Ffm) && (self.model.k == 0 || self.model.k > 1024) {
             return bad("model.k", "must be between 1 and 1024 for FM and FFM");
         }
         if !(self.model.init_scale.is_finite() && self.model.init_scale >= 0.0) {
@@ -365,6 +474,55 @@ impl JobConfig {
             return bad("checkpoint.keep", "must be at least 1");
         }
         self.optimizer.validate().map_err(|e| ConfigError::Invalid { field: "optimizer", message: e.to_string() })?;
+        if self.model.kind.shallow().is_none() {
+            self.validate_deep()?;
+        }
+        Ok(())
+    }
+
+    /// The deep models' options that a graph build cannot see wrong.
+    fn validate_deep(&self) -> Result<(), ConfigError> {
+        let bad = |field, message: String| Err(ConfigError::Invalid { field, message });
+        let m = &self.model;
+        if m.kind == ModelKind::Graph && m.blocks.is_empty() {
+            return bad(
+                "model.blocks",
+                "kind = \"graph\" needs its blocks: one [[model.blocks]] table per block".into(),
+            );
+        }
+        if m.kind != ModelKind::Graph && !m.blocks.is_empty() {
+            return bad("model.blocks", format!("is only read with kind = \"graph\", but kind = \"{}\"", m.kind));
+        }
+        if m.embedding_dim == 0 || m.embedding_dim > 4096 {
+            return bad("model.embedding_dim", format!("= {}: must be between 1 and 4096", m.embedding_dim));
+        }
+        if !(0.0..1.0).contains(&m.dropout) {
+            return bad("model.dropout", format!("= {}: must be a rate in [0, 1)", m.dropout));
+        }
+        for (field, sizes) in [("model.mlp", &m.mlp), ("model.mlp2", &m.mlp2)] {
+            if sizes.iter().any(|&s| s == 0 || s > 1 << 16) {
+                return bad(field, format!("= {sizes:?}: every size must be between 1 and 65536"));
+            }
+        }
+        if matches!(m.kind, ModelKind::FinalMlp) {
+            let (a, b) = (m.mlp.last().copied().unwrap_or(0), m.mlp2.last().copied().unwrap_or(0));
+            if m.mlp.is_empty() || m.mlp2.is_empty() {
+                return bad("model.mlp", "FinalMLP needs both streams: model.mlp and model.mlp2 non-empty".into());
+            }
+            if m.heads == 0 || a % m.heads != 0 || b % m.heads != 0 {
+                return bad(
+                    "model.heads",
+                    format!("= {}: must divide the last sizes of both streams ({a} and {b})", m.heads),
+                );
+            }
+        }
+        if m.kind == ModelKind::Dcn && m.cross_layers == 0 {
+            return bad("model.cross_layers", "must be at least 1".into());
+        }
+        self.model
+            .dense_optimizer
+            .validate()
+            .map_err(|e| ConfigError::Invalid { field: "model.dense_optimizer", message: e.to_string() })?;
         Ok(())
     }
 }

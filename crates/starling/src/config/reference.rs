@@ -136,7 +136,10 @@ fn toml_literal(v: &Value) -> String {
             }
         }
         Value::Array(a) => format!("[{}]", a.iter().map(toml_literal).collect::<Vec<_>>().join(", ")),
-        Value::Object(_) => toml::Value::try_from(v).map(|t| t.to_string()).unwrap_or_else(|_| v.to_string()),
+        Value::Object(o) => {
+            let fields: Vec<String> = o.iter().map(|(k, v)| format!("{k} = {}", toml_literal(v))).collect();
+            format!("{{ {} }}", fields.join(", "))
+        }
         Value::Null => "unset".into(),
         other => other.to_string(),
     }

@@ -9,8 +9,9 @@ use starling_core::{Example, LearnScratch, Learner, Table};
 use starling_data::cache::CacheReader;
 
 use crate::config::JobConfig;
-use crate::model::{Model, ModelTable};
+use crate::model::{Model, ModelTable, Net};
 use crate::with_table;
+use starling_core::graph::Fields;
 
 use super::asha::{Asha, Decision};
 use super::space::Metric;
@@ -76,10 +77,17 @@ fn train(
     learned: &mut u64,
 ) -> Result<(Outcome, Option<Model>), String> {
     let bits = job.features.hash_bits;
-    let learner =
-        Learner::new(job.model_spec(data.num_fields), job.optimizer, job.model.loss).map_err(|e| e.to_string())?;
-    let table = ModelTable::reuse(SPARE.take(), &learner, bits).map_err(|e| e.to_string())?;
-    let mut model = Model { job: job.clone(), learner, table, passes_done: 0, examples_seen: 0 };
+    // The cache records the field count only; shallow models need no more.
+    let fields = Fields { names: (0..data.num_fields).map(|f| f.to_string()).collect(), bias: None };
+    let net = Net::new(job, &fields).map_err(|e| e.to_string())?;
+    if net.learner().is_none() {
+        return Err(format!(
+            "tune trains shallow models (lr, fm, ffm); model kind {} is not supported by tune yet",
+            job.model.kind
+        ));
+    }
+    let table = ModelTable::reuse(SPARE.take(), &net.tables()[0], bits).map_err(|e| e.to_string())?;
+    let mut model = Model { job: job.clone(), fields, net, tables: vec![table], passes_done: 0, examples_seen: 0 };
     let budget = u64::from(job.train.passes) * data.rows;
     let rungs: Vec<(f64, u64)> = asha
         .map(|a| a.lock().unwrap_or_else(|e| e.into_inner()).rungs().to_vec())
@@ -98,8 +106,14 @@ fn train(
             let stop_at = rungs.get(next_rung).map_or(u64::MAX, |r| r.1);
             let mut run =
                 Run { reader: &mut reader, ex: &mut ex, scratch: &mut scratch, progressive: &mut progressive };
-            let ended =
-                with_table!(&model.table, |t| run.learn_until(&model.learner, t, stop_at, learned, budget, watch))?;
+            let ended = with_table!(model.table(), |t| run.learn_until(
+                learner_of(&model),
+                t,
+                stop_at,
+                learned,
+                budget,
+                watch
+            ))?;
             if ended {
                 break;
             }
@@ -140,8 +154,13 @@ thread_local! {
 }
 
 /// Keeps `model`'s table for the next trial on this thread.
-pub fn recycle(model: Model) {
-    SPARE.set(Some(model.table));
+pub fn recycle(mut model: Model) {
+    SPARE.set(model.tables.pop());
+}
+
+/// The learner of a trial's (shallow) model.
+fn learner_of(model: &Model) -> &starling_core::Learner {
+    model.net.learner().expect("tune trials are shallow models")
 }
 
 /// The state of a trial's pass, for learning up to a stopping point.
@@ -183,7 +202,8 @@ fn evaluate(model: &Model, path: &Path) -> Result<Summary, String> {
     let mut reader = CacheReader::open(path, model.job.features.hash_bits).map_err(|e| e.to_string())?;
     let (mut metrics, mut ex, mut scratch) = (Metrics::new(true), Example::default(), LearnScratch::default());
     while reader.next(&mut ex).map_err(|e| e.to_string())? {
-        metrics.add(model.predict(&ex, &mut scratch), ex.label, ex.weight);
+        let p = model.predict(&ex, &mut scratch).ok_or("tune trials are shallow models")?;
+        metrics.add(p, ex.label, ex.weight);
     }
     Ok(metrics.summary())
 }

@@ -15,11 +15,10 @@ pub use crate::error::ModelError;
 use crate::example::Example;
 use crate::rng::unit_for;
 
-/// The model family.
+/// The shallow model families (the rows of one sparse table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
-pub enum ModelKind {
+pub enum ShallowKind {
     /// Logistic (or linear) regression: one weight per key.
     Lr,
     /// Factorization machine of order 2 with latent dimension `k`.
@@ -28,19 +27,19 @@ pub enum ModelKind {
     Ffm,
 }
 
-impl std::fmt::Display for ModelKind {
+impl std::fmt::Display for ShallowKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
 }
 
-impl ModelKind {
+impl ShallowKind {
     /// Name as written in configs, for messages.
     pub fn name(self) -> &'static str {
         match self {
-            ModelKind::Lr => "lr",
-            ModelKind::Fm => "fm",
-            ModelKind::Ffm => "ffm",
+            ShallowKind::Lr => "lr",
+            ShallowKind::Fm => "fm",
+            ShallowKind::Ffm => "ffm",
         }
     }
 }
@@ -55,7 +54,7 @@ pub const DEFAULT_INIT_SCALE: f32 = 0.1;
 #[serde(default)]
 pub struct ModelSpec {
     /// Model family.
-    pub kind: ModelKind,
+    pub kind: ShallowKind,
     /// Latent dimension (FM, FFM); ignored by LR.
     pub k: usize,
     /// Number of fields (FFM); ignored by LR and FM.
@@ -68,33 +67,33 @@ pub struct ModelSpec {
 
 impl Default for ModelSpec {
     fn default() -> Self {
-        ModelSpec { kind: ModelKind::Lr, k: DEFAULT_K, num_fields: 0, init_scale: DEFAULT_INIT_SCALE, seed: 0 }
+        ModelSpec { kind: ShallowKind::Lr, k: DEFAULT_K, num_fields: 0, init_scale: DEFAULT_INIT_SCALE, seed: 0 }
     }
 }
 
 impl ModelSpec {
     /// Logistic/linear regression.
     pub fn lr() -> Self {
-        ModelSpec { kind: ModelKind::Lr, ..Default::default() }
+        ModelSpec { kind: ShallowKind::Lr, ..Default::default() }
     }
 
     /// Factorization machine with latent dimension `k`.
     pub fn fm(k: usize) -> Self {
-        ModelSpec { kind: ModelKind::Fm, k, ..Default::default() }
+        ModelSpec { kind: ShallowKind::Fm, k, ..Default::default() }
     }
 
     /// Field-aware FM with latent dimension `k` over `num_fields` fields.
     pub fn ffm(k: usize, num_fields: usize) -> Self {
-        ModelSpec { kind: ModelKind::Ffm, k, num_fields, ..Default::default() }
+        ModelSpec { kind: ShallowKind::Ffm, k, num_fields, ..Default::default() }
     }
 
     /// Weights per table row: LR 1; FM `1 + k`; FFM `1 + num_fields * k`.
     #[inline]
     pub fn dim(&self) -> usize {
         match self.kind {
-            ModelKind::Lr => 1,
-            ModelKind::Fm => 1 + self.k,
-            ModelKind::Ffm => 1 + self.num_fields * self.k,
+            ShallowKind::Lr => 1,
+            ShallowKind::Fm => 1 + self.k,
+            ShallowKind::Ffm => 1 + self.num_fields * self.k,
         }
     }
 
@@ -102,8 +101,8 @@ impl ModelSpec {
     pub fn validate(&self) -> Result<(), ModelError> {
         let kind = self.kind.name();
         match self.kind {
-            ModelKind::Lr => {}
-            ModelKind::Fm => {
+            ShallowKind::Lr => {}
+            ShallowKind::Fm => {
                 if self.k == 0 {
                     return Err(ModelError::ZeroK { kind });
                 }
@@ -111,7 +110,7 @@ impl ModelSpec {
                     return Err(ModelError::DimOverflow { k: self.k, num_fields: self.num_fields });
                 }
             }
-            ModelKind::Ffm => {
+            ShallowKind::Ffm => {
                 if self.k == 0 {
                     return Err(ModelError::ZeroK { kind });
                 }
@@ -132,7 +131,7 @@ impl ModelSpec {
     /// Checks that every feature's field has latent vectors (FFM); the pipeline calls this on
     /// untrusted input so that [`ModelSpec::forward`] may assume it.
     pub fn check_example(&self, ex: &Example) -> Result<(), ModelError> {
-        if self.kind == ModelKind::Ffm {
+        if self.kind == ShallowKind::Ffm {
             if let Some(f) = ex.features.iter().find(|f| f.field as usize >= self.num_fields) {
                 return Err(ModelError::FieldOutOfRange { field: f.field, num_fields: self.num_fields });
             }
@@ -159,7 +158,7 @@ impl ModelSpec {
     /// True when every fresh row is all zeros, so a zeroed table needs no lazy init at all.
     #[inline]
     pub fn zero_init(&self) -> bool {
-        self.kind == ModelKind::Lr || self.init_scale == 0.0
+        self.kind == ShallowKind::Lr || self.init_scale == 0.0
     }
 
     /// Raw score of `ex` given its gathered rows (see the module doc for the layout).
@@ -174,15 +173,15 @@ impl ModelSpec {
         debug_assert!(stride >= dim);
         debug_assert!(rows.len() >= n.saturating_sub(1) * stride + if n > 0 { dim } else { 0 });
         match self.kind {
-            ModelKind::Lr => {
+            ShallowKind::Lr => {
                 let mut s = 0.0f32;
                 for (i, f) in ex.features.iter().enumerate() {
                     s += rows[i * stride] * f.value;
                 }
                 s
             }
-            ModelKind::Fm => self.fm_forward(ex, rows, stride, scratch),
-            ModelKind::Ffm => self.ffm_forward(ex, rows, stride),
+            ShallowKind::Fm => self.fm_forward(ex, rows, stride, scratch),
+            ShallowKind::Ffm => self.ffm_forward(ex, rows, stride),
         }
     }
 
@@ -204,12 +203,12 @@ impl ModelSpec {
         let n = ex.features.len();
         debug_assert!(grads.len() >= n * dim);
         match self.kind {
-            ModelKind::Lr => {
+            ShallowKind::Lr => {
                 for (g, f) in grads[..n].iter_mut().zip(&ex.features) {
                     *g = dscore * f.value;
                 }
             }
-            ModelKind::Fm => {
+            ShallowKind::Fm => {
                 let k = self.k;
                 debug_assert_eq!(scratch.sum.len(), k, "backward without forward");
                 let sum = &scratch.sum[..k];
@@ -224,7 +223,7 @@ impl ModelSpec {
                     }
                 }
             }
-            ModelKind::Ffm => self.ffm_backward(ex, rows, stride, dscore, grads),
+            ShallowKind::Ffm => self.ffm_backward(ex, rows, stride, dscore, grads),
         }
     }
 
@@ -324,14 +323,14 @@ mod tests {
         for i in 0..f.len() {
             s += rows[i * stride] * f64::from(f[i].value);
         }
-        if spec.kind == ModelKind::Lr {
+        if spec.kind == ShallowKind::Lr {
             return s;
         }
         let k = spec.k;
         for i in 0..f.len() {
             for j in i + 1..f.len() {
                 let (oi, oj) = match spec.kind {
-                    ModelKind::Fm => (i * stride + 1, j * stride + 1),
+                    ShallowKind::Fm => (i * stride + 1, j * stride + 1),
                     _ => (i * stride + 1 + f[j].field as usize * k, j * stride + 1 + f[i].field as usize * k),
                 };
                 let dot: f64 = (0..k).map(|t| rows[oi + t] * rows[oj + t]).sum();

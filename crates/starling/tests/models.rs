@@ -1,0 +1,140 @@
+//! Deep models end to end: the shipped graphs are the ready models, every ready model trains,
+//! saves and loads exactly, resumes exactly, and a graph that cannot work is refused up front.
+
+mod common;
+
+use starling::config::JobConfig;
+use starling::{model_file, predict, trainer};
+use starling_core::graph::ready::ready_graph;
+use starling_core::ModelKind;
+
+const READY: [ModelKind; 5] =
+    [ModelKind::WideDeep, ModelKind::DeepFm, ModelKind::Dcn, ModelKind::Dlrm, ModelKind::FinalMlp];
+
+fn examples_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models")
+}
+
+fn small_job(kind: ModelKind) -> JobConfig {
+    let dir = common::gen_data();
+    let mut job = JobConfig::default();
+    job.data.train = vec![dir.join("train.tsv")];
+    job.data.test = vec![dir.join("test.tsv")];
+    job.features.hash_bits = 18;
+    job.model.kind = kind;
+    job.model.embedding_dim = 4;
+    job.model.mlp = vec![16, 8];
+    job.model.mlp2 = vec![8];
+    job.model.heads = 2;
+    job.model.cross_layers = 2;
+    job
+}
+
+fn predictions(model: &starling::Model) -> Vec<u8> {
+    let mut out = Vec::new();
+    predict::predict_to(model, &[common::gen_data().join("test.tsv")], 0, &mut out).unwrap();
+    out
+}
+
+fn all_rows(model: &starling::Model) -> Vec<Vec<(u64, Vec<u32>)>> {
+    model
+        .tables
+        .iter()
+        .map(|t| {
+            let mut out = Vec::new();
+            t.as_dyn().for_each_row(&mut |k, r| out.push((k, r.iter().map(|x| x.to_bits()).collect())));
+            out.sort();
+            out
+        })
+        .collect()
+}
+
+#[test]
+fn the_shipped_graphs_are_the_ready_models() {
+    for kind in READY {
+        let path = examples_dir().join(format!("{kind}.toml"));
+        let job = JobConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(job.model.kind, ModelKind::Graph, "{}", path.display());
+        let want = ready_graph(kind, &JobConfig::default().model.ready_options()).unwrap();
+        assert_eq!(job.model.blocks, want, "{} differs from what kind = \"{kind}\" builds", path.display());
+    }
+}
+
+#[test]
+fn every_ready_model_learns_and_saves_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in READY {
+        let (model, report) = trainer::train(&small_job(kind), true).unwrap();
+        let auc = report.test.unwrap().auc.unwrap();
+        assert!(auc > 0.62, "{kind}: test AUC {auc}");
+        let path = dir.path().join(format!("{kind}.model"));
+        model_file::save(&model, &path).unwrap();
+        let loaded = model_file::load(&path).unwrap();
+        assert_eq!(all_rows(&model), all_rows(&loaded), "{kind}");
+        assert_eq!(predictions(&model), predictions(&loaded), "{kind}");
+    }
+}
+
+#[test]
+fn a_resumed_deep_model_equals_uninterrupted_training() {
+    let mut two = small_job(ModelKind::DeepFm);
+    two.data.test.clear();
+    two.train.passes = 2;
+    let (straight, _) = trainer::train(&two, true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("half.model");
+    let mut first = two.clone();
+    first.train.passes = 1;
+    first.train.save = Some(path.clone());
+    trainer::train(&first, true).unwrap();
+    let mut rest = two.clone();
+    rest.train.passes = 1;
+    rest.train.init_model = Some(path);
+    let (resumed, _) = trainer::train(&rest, true).unwrap();
+    assert_eq!(resumed.passes_done, 2);
+    assert!(all_rows(&straight) == all_rows(&resumed), "the resumed model differs");
+}
+
+fn refusal(job: &JobConfig) -> String {
+    match trainer::train(job, true) {
+        Ok(_) => panic!("the job trained"),
+        Err(e) => starling::error_chain(&e),
+    }
+}
+
+#[test]
+fn graphs_that_cannot_work_are_refused_before_training() {
+    let mut job = small_job(ModelKind::Graph);
+    job.model.blocks = JobConfig::from_toml(
+        "[[model.blocks]]\nname = \"e\"\nblock = \"embedding\"\ndim = 4\nfields = [\"C1\", \"C99\"]\n\n\
+         [[model.blocks]]\nname = \"out\"\nblock = \"mlp\"\ninput = [\"e\"]\nsizes = [1]\n",
+        "test",
+    )
+    .unwrap()
+    .model
+    .blocks;
+    let err = refusal(&job);
+    assert!(err.contains("block `e`: the input has no field `C99` (fields: I1,"), "{err}");
+    job.model.blocks[1].input = vec!["missing".into()];
+    let err = refusal(&job);
+    assert!(err.contains("block `out`: input `missing` is not a block of the graph"), "{err}");
+    job.model.kind = ModelKind::DeepFm;
+    let err = refusal(&job);
+    assert!(err.contains("model.blocks") && err.contains("only read with kind = \"graph\""), "{err}");
+}
+
+#[test]
+fn deepfm_finds_the_interaction_fm_cannot_represent() {
+    let dir = common::gen_data_nonlinear();
+    let auc = |kind: ModelKind| {
+        let mut job = small_job(kind);
+        job.data.train = vec![dir.join("train.tsv")];
+        job.data.test = vec![dir.join("test.tsv")];
+        job.model.embedding_dim = 8;
+        job.model.mlp = vec![64, 64];
+        let (_, report) = trainer::train(&job, true).unwrap();
+        report.test.unwrap().auc.unwrap()
+    };
+    let (fm, deepfm) = (auc(ModelKind::Fm), auc(ModelKind::DeepFm));
+    assert!(deepfm > fm + 0.01, "DeepFM AUC {deepfm} vs FM {fm}: the hidden third-order term went unlearned");
+}
