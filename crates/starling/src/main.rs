@@ -170,12 +170,22 @@ struct TrainArgs {
     /// Transform of numeric columns: log_bucket, log1p or raw [features.numeric].
     #[arg(long)]
     numeric: Option<String>,
-    /// Model: lr, fm or ffm [model.kind].
+    /// Model: lr, fm, ffm, wide_deep, deepfm, dcn, dlrm, finalmlp, or graph (the blocks of the
+    /// config) [model.kind].
     #[arg(long)]
     model: Option<String>,
     /// Latent dimension of FM/FFM [model.k].
     #[arg(long)]
     k: Option<usize>,
+    /// Deep models: embedding size per field [model.embedding_dim].
+    #[arg(long)]
+    embedding_dim: Option<usize>,
+    /// Deep models: hidden layer sizes, comma-separated: `--mlp 400,400,400` [model.mlp].
+    #[arg(long, value_name = "N,N,...")]
+    mlp: Option<String>,
+    /// Deep models: dropout rate after hidden layers [model.dropout].
+    #[arg(long)]
+    dropout: Option<f32>,
     /// Latent weights start uniform in [-s, s) [model.init_scale].
     #[arg(long, allow_negative_numbers = true)]
     init_scale: Option<f32>,
@@ -365,6 +375,19 @@ fn job_from(a: &TrainArgs) -> Result<JobConfig> {
     }
     if let Some(v) = a.k {
         job.model.k = v;
+    }
+    if let Some(v) = a.embedding_dim {
+        job.model.embedding_dim = v;
+    }
+    if let Some(v) = &a.mlp {
+        job.model.mlp = v
+            .split(',')
+            .map(|n| n.trim().parse::<usize>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Usage(format!("--mlp {v}: expected layer sizes separated by commas, like 400,400,400")))?;
+    }
+    if let Some(v) = a.dropout {
+        job.model.dropout = v;
     }
     if let Some(v) = a.init_scale {
         job.model.init_scale = v;
