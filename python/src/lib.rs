@@ -143,7 +143,7 @@ fn train(
                 Some(t) => Some(Inputs::from_batches(&mut job.clone(), t, true)?),
                 None => None,
             };
-            trainer::train_on(job, &inputs, test_inputs.as_ref(), quiet)
+            trainer::train_on(job, &inputs, test_inputs.as_ref(), None, quiet)
         })
         .map_err(value_error)?;
     let mut out: HashMap<String, Py<PyAny>> = HashMap::new();

@@ -56,6 +56,48 @@ pub struct Metrics {
     labels: Vec<f32>,
 }
 
+/// A metric models are compared by (tune's ranking, early stopping).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Mean log loss, lower is better.
+    #[default]
+    Logloss,
+    /// Area under the ROC curve, higher is better.
+    Auc,
+    /// Root mean squared error, lower is better.
+    Rmse,
+}
+
+impl Metric {
+    /// True when `a` is a better value than `b` (NaN is never better).
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            Metric::Auc => a > b,
+            Metric::Logloss | Metric::Rmse => a < b,
+        }
+    }
+
+    /// The metric's name as configs and results spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Logloss => "logloss",
+            Metric::Auc => "auc",
+            Metric::Rmse => "rmse",
+        }
+    }
+
+    /// Its value in `s` (NaN for an AUC that was not kept or has one class only).
+    pub fn value(self, s: &Summary) -> f64 {
+        match self {
+            Metric::Logloss => s.logloss,
+            Metric::Auc => s.auc.unwrap_or(f64::NAN),
+            Metric::Rmse => s.rmse,
+        }
+    }
+}
+
 /// A finished evaluation, ready to print or compare.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Summary {

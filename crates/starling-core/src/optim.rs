@@ -325,6 +325,14 @@ impl Optimizer {
         }
     }
 
+    /// Multiplies the step size (`lr`; FTRL's `alpha`) by `factor`: a learning-rate schedule.
+    pub fn scale_lr(&mut self, factor: f32) {
+        match self {
+            Optimizer::Sgd { lr, .. } | Optimizer::Adagrad { lr, .. } | Optimizer::Adam { lr, .. } => *lr *= factor,
+            Optimizer::Ftrl { alpha, .. } => *alpha *= factor,
+        }
+    }
+
     /// Applies one gradient to one row: `weights` and `grad` have `dim` entries, `state` at least
     /// `state_len(dim)` (zeros for a fresh row).
     ///

@@ -149,6 +149,13 @@ struct TrainArgs {
     /// Holdout files evaluated after training [data.test].
     #[arg(long, num_args = 1..)]
     test: Vec<PathBuf>,
+    /// Validation files scored after every pass for early stopping [data.valid].
+    #[arg(long, num_args = 1..)]
+    valid: Vec<PathBuf>,
+    /// Early stopping: stop after N passes without a better validation metric and keep the best
+    /// pass's model [train.patience].
+    #[arg(long)]
+    patience: Option<u32>,
     /// Parse the input once into binary caches in this directory and train from them [data.cache_dir].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -345,6 +352,12 @@ fn job_from(a: &TrainArgs) -> Result<JobConfig> {
     }
     if a.cache_dir.is_some() {
         job.data.cache_dir = a.cache_dir.clone();
+    }
+    if !a.valid.is_empty() {
+        job.data.valid = a.valid.clone();
+    }
+    if let Some(v) = a.patience {
+        job.train.patience = v;
     }
     if !a.test.is_empty() {
         job.data.test = a.test.clone();

@@ -127,6 +127,14 @@ impl Net {
     pub fn tables(&self) -> &[TableSpec] {
         self.step().tables()
     }
+
+    /// Multiplies every learning rate by `factor` (a schedule's step).
+    pub fn scale_lr(&mut self, factor: f32) {
+        match self {
+            Net::Shallow(m) => m.scale_lr(factor),
+            Net::Graph(g) => g.scale_lr(factor),
+        }
+    }
 }
 
 /// A model: weights with optimizer state, and everything needed to featurize new input the same way.

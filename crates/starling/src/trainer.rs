@@ -87,6 +87,12 @@ pub struct TrainReport {
     /// With `data.cache_dir`: text examples parsed into caches by this run (0 when every cache was
     /// reused); `None` without a cache.
     pub cache_parsed: Option<u64>,
+    /// With early stopping: the validation metrics of every pass.
+    pub valid: Vec<(u32, Summary)>,
+    /// With early stopping: the pass whose model was kept.
+    pub best_pass: Option<u32>,
+    /// Training stopped before `train.passes` for want of a better validation metric.
+    pub stopped_early: bool,
     /// Where the model was saved (`train.save`), before the holdout was scored.
     pub saved: Option<std::path::PathBuf>,
 }
@@ -99,36 +105,54 @@ pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), Train
         model_file::check_writable(path)?;
     }
     let mut job = job.clone();
-    let (train_paths, test_paths, threads) = (job.data.train.clone(), job.data.test.clone(), job.train.threads);
+    let (train_paths, test_paths, valid_paths, threads) =
+        (job.data.train.clone(), job.data.test.clone(), job.data.valid.clone(), job.train.threads);
     let mut train_inputs = Inputs::open(&mut job, &train_paths, threads)?;
-    let mut test_inputs =
-        if test_paths.is_empty() { None } else { Some(Inputs::open(&mut job, &test_paths, threads)?) };
+    let open = |job: &mut JobConfig, paths: &[std::path::PathBuf]| -> Result<Option<Inputs>, TrainError> {
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Inputs::open(job, paths, threads)?))
+    };
+    let mut test_inputs = open(&mut job, &test_paths)?;
+    let mut valid_inputs = open(&mut job, &valid_paths)?;
     train_inputs.preflight(&format!("the training input {}", show_paths(&train_paths)))?;
-    if let Some(test) = &test_inputs {
-        test.preflight(&format!("the holdout {}", show_paths(&test_paths)))?;
+    for (inputs, what, paths) in
+        [(&test_inputs, "holdout", &test_paths), (&valid_inputs, "validation set", &valid_paths)]
+    {
+        if let Some(i) = inputs {
+            i.preflight(&format!("the {what} {}", show_paths(paths)))?;
+        }
     }
     let mut cache_parsed = None;
     if let Some(dir) = job.data.cache_dir.clone() {
-        let (path, parsed) = cache::ensure(&job, &train_paths, &dir, "train", cache::WHOLE)?;
-        train_inputs.use_cache(path, job.features.hash_bits, cache::WHOLE);
-        cache_parsed = Some(parsed);
+        let mut parsed_all = 0;
+        for (inputs, name, paths) in [
+            (Some(&mut train_inputs), "train", &train_paths),
+            (test_inputs.as_mut(), "test", &test_paths),
+            (valid_inputs.as_mut(), "valid", &valid_paths),
+        ] {
+            let Some(inputs) = inputs else { continue };
+            let (path, parsed) = cache::ensure(&job, paths, &dir, name, cache::WHOLE)?;
+            inputs.use_cache(path, job.features.hash_bits, cache::WHOLE);
+            parsed_all += parsed;
+        }
+        cache_parsed = Some(parsed_all);
     }
-    if let (Some(dir), Some(test)) = (job.data.cache_dir.clone(), test_inputs.as_mut()) {
-        let (path, parsed) = cache::ensure(&job, &test_paths, &dir, "test", cache::WHOLE)?;
-        test.use_cache(path, job.features.hash_bits, cache::WHOLE);
-        cache_parsed = cache_parsed.map(|n| n + parsed);
-    }
-    let (model, mut report) = train_on(job, &train_inputs, test_inputs.as_ref(), quiet)?;
+    let (model, mut report) = train_on(job, &train_inputs, test_inputs.as_ref(), valid_inputs.as_ref(), quiet)?;
     report.cache_parsed = cache_parsed;
     Ok((model, report))
 }
 
 /// Trains on inputs already open (files, or record batches handed in by Python or Spark);
-/// `job` is the one they resolved (see [`Inputs::open`], [`Inputs::from_batches`]).
+/// `job` is the one they resolved (see [`Inputs::open`], [`Inputs::from_batches`]). With
+/// `valid` and `train.patience` or `train.lr_decay_on_plateau`, every pass is scored on `valid`
+/// and the best pass's model is kept (early stopping).
 pub fn train_on(
     job: JobConfig,
     train_inputs: &Inputs,
     test_inputs: Option<&Inputs>,
+    valid_inputs: Option<&Inputs>,
     quiet: bool,
 ) -> Result<(Model, TrainReport), TrainError> {
     job.validate()?;
@@ -143,6 +167,9 @@ pub fn train_on(
     // Deep models always learn in mini-batches; shallow ones online unless a batch is asked for.
     let online = model.net.learner().filter(|_| job.batch_size(false) == 1);
     let mut batched = online.is_none().then(|| Batched::new(&model, &job));
+    let watch = valid_inputs.filter(|_| job.train.patience > 0 || job.train.lr_decay_on_plateau > 1.0);
+    let mut best: Option<Best> = None;
+    let mut worse_in_a_row = 0;
     for p in 0..job.train.passes {
         let pass = model.passes_done + 1;
         let progress = Progress::new(format!("pass {pass}"), quiet);
@@ -167,8 +194,47 @@ pub fn train_on(
         report.progressive = s;
         progress.println(&format!("[pass {pass}] {} examples, progressive logloss {:.5}", s.count, s.logloss));
         if let Some(b) = &batched {
-            if p + 1 == job.train.passes || job.train.eval_each_pass {
+            if p + 1 == job.train.passes || job.train.eval_each_pass || watch.is_some() {
                 b.copy_to(&model.tables);
+            }
+        }
+        if let Some(valid) = watch {
+            let v = match evaluate_inputs(&model, valid, job.train.threads, quiet) {
+                Ok(v) => v,
+                Err(source) => match keep(&mut model, &job)? {
+                    Some(saved) => return Err(TrainError::Holdout { saved, source }),
+                    None => return Err(source.into()),
+                },
+            };
+            let (metric, value) = (job.train.monitor, job.train.monitor.value(&v));
+            report.valid.push((pass, v));
+            let improved = best.as_ref().is_none_or(|b| metric.better(value, b.value));
+            let mut note = String::new();
+            if improved {
+                worse_in_a_row = 0;
+                best = Some(Best::of(&model, value)?);
+                note.push_str(" (best so far)");
+            } else {
+                worse_in_a_row += 1;
+                let decay = job.train.lr_decay_on_plateau;
+                if decay > 1.0 && p + 1 < job.train.passes {
+                    model.net.scale_lr(1.0 / decay);
+                    if batched.is_some() {
+                        // The servers hold the tables' optimizers: new ones, with the model's rows.
+                        batched = Some(Batched::new(&model, &job));
+                    }
+                    note.push_str(&format!("; learning rates divided by {decay}"));
+                }
+            }
+            progress.println(&format!("[pass {pass}] valid {}{note}", describe(&v)));
+            if job.train.patience > 0 && worse_in_a_row >= job.train.patience {
+                progress.println(&format!(
+                    "[pass {pass}] early stop: {} passes without a better validation {}",
+                    worse_in_a_row,
+                    metric.name()
+                ));
+                report.stopped_early = true;
+                break;
             }
         }
         if job.train.eval_each_pass && p + 1 < job.train.passes {
@@ -185,6 +251,11 @@ pub fn train_on(
             }
         }
     }
+    if let Some(b) = best.filter(|b| b.passes_done != model.passes_done) {
+        // The best pass's model is the one kept.
+        (model.tables, model.passes_done, model.examples_seen) = (b.tables, b.passes_done, b.examples_seen);
+    }
+    report.best_pass = watch.map(|_| model.passes_done);
     report.train_seconds = start.elapsed().as_secs_f64();
     let (count, samples) = train_inputs.bad_lines();
     report.bad_lines = count;
@@ -205,6 +276,28 @@ pub fn train_on(
         report.bad_line_samples.extend(samples);
     }
     Ok((model, report))
+}
+
+/// The model of the best pass so far, by the validation metric.
+struct Best {
+    value: f64,
+    tables: Vec<ModelTable>,
+    passes_done: u32,
+    examples_seen: u64,
+}
+
+impl Best {
+    /// A copy of `model`'s rows, scored `value`.
+    fn of(model: &Model, value: f64) -> Result<Best, TrainError> {
+        let mut tables = Vec::with_capacity(model.tables.len());
+        for (spec, t) in model.net.tables().iter().zip(&model.tables) {
+            let copy = ModelTable::new(spec, model.job.features.hash_bits)?;
+            let c = copy.as_dyn();
+            t.as_dyn().for_each_row(&mut |key, row| c.write(key, row));
+            tables.push(copy);
+        }
+        Ok(Best { value, tables, passes_done: model.passes_done, examples_seen: model.examples_seen })
+    }
 }
 
 /// Makes `model` the trained model of `job` and saves it where `train.save` says (if anywhere);

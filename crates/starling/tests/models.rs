@@ -138,3 +138,24 @@ fn deepfm_finds_the_interaction_fm_cannot_represent() {
     let (fm, deepfm) = (auc(ModelKind::Fm), auc(ModelKind::DeepFm));
     assert!(deepfm > fm + 0.01, "DeepFM AUC {deepfm} vs FM {fm}: the hidden third-order term went unlearned");
 }
+
+#[test]
+fn early_stopping_keeps_the_best_pass_for_deep_and_shallow_models() {
+    let dir = common::gen_data();
+    for kind in [ModelKind::DeepFm, ModelKind::Fm] {
+        let mut job = small_job(kind);
+        job.data.valid = vec![dir.join("test.tsv")];
+        job.train.passes = 6;
+        job.train.patience = 2;
+        job.train.lr_decay_on_plateau = 10.0;
+        let (model, report) = trainer::train(&job, true).unwrap();
+        let aucs: Vec<(u32, f64)> = report.valid.iter().map(|(p, s)| (*p, s.auc.unwrap())).collect();
+        let best = aucs.iter().copied().fold((0, f64::MIN), |b, a| if a.1 > b.1 { a } else { b });
+        assert_eq!(report.best_pass, Some(best.0), "{kind}: {aucs:?}");
+        assert_eq!(model.passes_done, best.0, "{kind}: the best pass's model is the one kept");
+        assert!(report.stopped_early || aucs.len() == 6, "{kind}: {aucs:?}");
+        // What the test set scores is the kept model: scoring valid again gives the best figure.
+        let again = starling::predict::evaluate(&model, &job.data.valid, 1, 0, true).unwrap().summary;
+        assert!((again.auc.unwrap() - best.1).abs() < 1e-9, "{kind}: {} vs {}", again.auc.unwrap(), best.1);
+    }
+}

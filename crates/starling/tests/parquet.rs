@@ -132,7 +132,7 @@ fn record_batches_in_memory_train_the_model_of_the_csv_file() {
     mem_job.data.train.clear();
     let inputs = Inputs::from_batches(&mut mem_job, Arc::new(csv_batches(&csv, 7_000)), true).unwrap();
     assert_eq!(mem_job.features.format.name(), "parquet");
-    let (from_batches, report) = trainer::train_on(mem_job, &inputs, None, true).unwrap();
+    let (from_batches, report) = trainer::train_on(mem_job, &inputs, None, None, true).unwrap();
     assert_eq!(report.train_examples, 40_000);
     assert!(rows(&from_file) == rows(&from_batches), "record batches trained another model than the CSV file");
 }

@@ -293,6 +293,16 @@ impl GraphModel {
         })
     }
 
+    /// Multiplies the learning rate of every trained table (embeddings and dense layers, not
+    /// batch norm's statistics) by `factor`: a schedule's step.
+    pub fn scale_lr(&mut self, factor: f32) {
+        for (i, t) in self.tables.iter_mut().enumerate() {
+            if Some(i) != self.stats {
+                t.optimizer.scale_lr(factor);
+            }
+        }
+    }
+
     /// Trainable dense parameters (every layer's weights).
     pub fn dense_params(&self) -> usize {
         self.dense_len

@@ -23,6 +23,14 @@ impl ShallowModel {
     }
 }
 
+impl ShallowModel {
+    /// Multiplies the learning rate by `factor` (a schedule's step).
+    pub fn scale_lr(&mut self, factor: f32) {
+        self.learner.optimizer.scale_lr(factor);
+        self.tables[0].optimizer.scale_lr(factor);
+    }
+}
+
 impl Model for ShallowModel {
     fn tables(&self) -> &[TableSpec] {
         &self.tables

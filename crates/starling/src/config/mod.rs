@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use starling_core::graph::ready::{ready_graph, ReadyOptions};
 use starling_core::graph::BlockConfig;
+use starling_core::metrics::Metric;
 use starling_core::nn::Activation;
 use starling_core::{Loss, ModelKind, ModelSpec, Optimizer, ShallowKind};
 use starling_data::PipelineConfig;
@@ -67,6 +68,10 @@ pub struct DataConfig {
     /// Holdout files, scored after training (and after each pass with `train.eval_each_pass`)
     /// with logloss, AUC, RMSE and accuracy; `starling tune` ranks trials on them.
     pub test: Vec<PathBuf>,
+    /// Validation files, scored after every pass when `train.patience` is set: training keeps
+    /// the model of the best pass and stops when it stops improving (kept apart from `test`, so
+    /// the test figure stays unbiased).
+    pub valid: Vec<PathBuf>,
     /// Directory of binary caches of the parsed input: `starling train` and `tune` parse the text
     /// once into it and read the cache from then on (every pass, later runs); rebuilt when a file
     /// or a feature setting changes. Unset: no cache.
@@ -223,6 +228,15 @@ pub struct TrainConfig {
     /// models, 1 for `starling train` and 1000 for a cluster, and 256 for deep models (which
     /// always train in mini-batches); set it explicitly for the same result in one process or many.
     pub batch_size: usize,
+    /// Early stopping: after every pass the validation set (`data.valid`) is scored; training
+    /// stops after `patience` passes in a row without a better `monitor`, and the model of the
+    /// best pass is the one kept and saved. 0: off.
+    pub patience: u32,
+    /// The validation metric early stopping watches.
+    pub monitor: Metric,
+    /// After a pass that does not improve the validation metric, every learning rate is divided
+    /// by this factor (the BARS protocol uses 10); 1: never. Needs `data.valid`.
+    pub lr_decay_on_plateau: f32,
 }
 
 impl Default for TrainConfig {
@@ -237,6 +251,9 @@ impl Default for TrainConfig {
             save: None,
             init_model: None,
             batch_size: 0,
+            patience: 0,
+            monitor: Metric::Auc,
+            lr_decay_on_plateau: 1.0,
         }
     }
 }
@@ -469,6 +486,15 @@ impl JobConfig {
         }
         if self.cluster.server_threads == 0 {
             return bad("cluster.server_threads", "must be at least 1");
+        }
+        if !(self.train.lr_decay_on_plateau.is_finite() && self.train.lr_decay_on_plateau >= 1.0) {
+            return bad("train.lr_decay_on_plateau", "must be a factor of at least 1 (1: never decay)");
+        }
+        if (self.train.patience > 0 || self.train.lr_decay_on_plateau > 1.0) && self.data.valid.is_empty() {
+            return bad(
+                "data.valid",
+                "early stopping (train.patience) and train.lr_decay_on_plateau watch a validation set: give its files",
+            );
         }
         if self.checkpoint.keep == 0 {
             return bad("checkpoint.keep", "must be at least 1");

@@ -80,36 +80,7 @@ pub enum Runner {
 }
 
 /// The holdout metric trials are ranked by.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Metric {
-    /// Mean log loss, lower is better.
-    #[default]
-    Logloss,
-    /// Area under the ROC curve, higher is better.
-    Auc,
-    /// Root mean squared error, lower is better.
-    Rmse,
-}
-
-impl Metric {
-    /// True when `a` is a better value than `b` (NaN is never better).
-    pub fn better(self, a: f64, b: f64) -> bool {
-        match self {
-            Metric::Auc => a > b,
-            Metric::Logloss | Metric::Rmse => a < b,
-        }
-    }
-
-    /// The metric's name as the results files spell it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Logloss => "logloss",
-            Metric::Auc => "auc",
-            Metric::Rmse => "rmse",
-        }
-    }
-}
+pub use starling_core::metrics::Metric;
 
 /// `[search]`.
 #[derive(Clone, Debug, Deserialize)]

@@ -210,9 +210,5 @@ fn evaluate(model: &Model, path: &Path) -> Result<Summary, String> {
 
 /// The value of `metric` in `s` (NaN when AUC is undefined, e.g. one class only).
 pub fn value_of(s: &Summary, metric: Metric) -> f64 {
-    match metric {
-        Metric::Logloss => s.logloss,
-        Metric::Auc => s.auc.unwrap_or(f64::NAN),
-        Metric::Rmse => s.rmse,
-    }
+    metric.value(s)
 }
