@@ -57,6 +57,28 @@ def test_raw_categorical_and_numeric_columns_train_an_fm(spark, tmp_path, starli
     assert auc > 0.6 and abs(auc - cli_auc) < 0.02, (auc, cli_auc)
 
 
+def test_deepfm_trains_on_a_dataframe_and_the_saved_model_predicts_the_same_in_the_cli(spark, tmp_path, starling_bin):
+    subprocess.run([starling_bin, "gen", "--out", str(tmp_path), "--train-rows", "20000", "--test-rows", "5000",
+                    "--formats", "csv"], check=True, capture_output=True)
+    read = lambda f: spark.read.option("header", True).csv(str(tmp_path / f)).withColumn(  # noqa: E731
+        "Label", F.col("Label").cast("double"))
+    train, test = read("train.csv").repartition(2), read("test.csv")
+    config = {"model": {"embedding_dim": 4, "mlp": [16, 8]}}
+    model = StarlingClassifier(labelCol="Label", modelKind="deepfm", passes=1, hashBits=18, config=config).fit(train)
+    assert 'kind = "deepfm"' in model.starling_model.job
+    auc = BinaryClassificationEvaluator(labelCol="Label", rawPredictionCol="probability").evaluate(model.transform(test))
+    assert auc > 0.6, auc
+    model.save(str(tmp_path / "model"))
+    again = StarlingClassificationModel.load(str(tmp_path / "model"))
+    ours = np.array([r.probability for r in again.transform(test).select("probability").collect()], dtype=np.float32)
+    test.coalesce(1).write.parquet(str(tmp_path / "test.parquet"))
+    out = subprocess.run([starling_bin, "predict", "--model", str(tmp_path / "model" / "starling.model"),
+                          "--data", str(tmp_path / "test.parquet")], check=True, capture_output=True, text=True).stdout
+    cli = np.array([float(x) for x in out.split()], dtype=np.float32)
+    assert len(cli) == 5000
+    assert np.allclose(cli, ours, rtol=0, atol=1e-6)
+
+
 def test_more_workers_than_task_slots_fail_at_once(spark):
     start = time.time()
     with pytest.raises(ValueError, match="numWorkers = 8 needs 8 free task slots.*has 2"):

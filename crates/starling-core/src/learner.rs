@@ -264,6 +264,9 @@ impl Learner {
             Optimizer::Adagrad { lr, l2, eps } => {
                 apply(table, ex, s, dim, stride, repeats, |w, st, g| rules::adagrad(w, st, g, lr, l2, eps))
             }
+            Optimizer::RowwiseAdagrad { lr, l2, eps } => {
+                apply(table, ex, s, dim, stride, repeats, |w, st, g| rules::rowwise_adagrad(w, st, g, lr, l2, eps))
+            }
             Optimizer::Ftrl { alpha, beta, l1, l2 } => {
                 apply(table, ex, s, dim, stride, repeats, |w, st, g| rules::ftrl(w, st, g, alpha, beta, l1, l2))
             }

@@ -35,6 +35,18 @@ pub enum Optimizer {
         /// Keeps the first step finite when the accumulator is still 0.
         eps: f32,
     },
+    /// Row-wise AdaGrad (as TorchRec and FBGEMM have it for embedding tables): one accumulator per
+    /// row, of the mean squared gradient over its coordinates, so an embedding row's state is one
+    /// float instead of `dim`: `n += mean(g^2); w -= lr g / (sqrt(n) + eps)`.
+    #[serde(rename = "rowwise_adagrad")]
+    RowwiseAdagrad {
+        /// Learning rate.
+        lr: f32,
+        /// L2 strength, added to the gradient of touched rows.
+        l2: f32,
+        /// Keeps the first step finite when the accumulator is still 0.
+        eps: f32,
+    },
     /// FTRL-Proximal (McMahan et al. 2013) with L1 (sparsity) and L2 in the proximal term.
     Ftrl {
         /// Learning-rate scale.
@@ -122,15 +134,25 @@ impl Optimizer {
     /// [`Optimizer::validate`] after the last.
     pub fn assign(&mut self, param: &str, value: f32) -> Result<(), ModelError> {
         let slot = match (&mut *self, param) {
-            (Optimizer::Sgd { lr, .. } | Optimizer::Adagrad { lr, .. } | Optimizer::Adam { lr, .. }, "lr") => lr,
+            (
+                Optimizer::Sgd { lr, .. }
+                | Optimizer::Adagrad { lr, .. }
+                | Optimizer::RowwiseAdagrad { lr, .. }
+                | Optimizer::Adam { lr, .. },
+                "lr",
+            ) => lr,
             (
                 Optimizer::Sgd { l2, .. }
                 | Optimizer::Adagrad { l2, .. }
+                | Optimizer::RowwiseAdagrad { l2, .. }
                 | Optimizer::Ftrl { l2, .. }
                 | Optimizer::Adam { l2, .. },
                 "l2",
             ) => l2,
-            (Optimizer::Adagrad { eps, .. } | Optimizer::Adam { eps, .. }, "eps") => eps,
+            (
+                Optimizer::Adagrad { eps, .. } | Optimizer::RowwiseAdagrad { eps, .. } | Optimizer::Adam { eps, .. },
+                "eps",
+            ) => eps,
             (Optimizer::Ftrl { alpha, .. }, "alpha" | "lr") => alpha,
             (Optimizer::Ftrl { beta, .. }, "beta") => beta,
             (Optimizer::Ftrl { l1, .. }, "l1") => l1,
@@ -167,11 +189,15 @@ impl<'de> Deserialize<'de> for Optimizer {
             None => "adagrad".to_string(),
             Some(Value::Name(n)) => n,
             Some(Value::Number(x)) => {
-                return Err(D::Error::custom(format!("optimizer name must be sgd, adagrad, ftrl or adam, got {x}")))
+                return Err(D::Error::custom(format!(
+                    "optimizer name must be sgd, adagrad, rowwise_adagrad, ftrl or adam, got {x}"
+                )))
             }
         };
         let mut opt = Optimizer::default_for(&name).ok_or_else(|| {
-            D::Error::custom(format!("unknown optimizer `{name}`: expected sgd, adagrad, ftrl or adam"))
+            D::Error::custom(format!(
+                "unknown optimizer `{name}`: expected sgd, adagrad, rowwise_adagrad, ftrl or adam"
+            ))
         })?;
         if matches!(opt, Optimizer::Ftrl { .. }) && table.contains_key("lr") && table.contains_key("alpha") {
             return Err(D::Error::custom("ftrl: give `lr` or `alpha` (the same step size), not both"));
@@ -256,6 +282,9 @@ impl Optimizer {
             "adagrad" => Some(Self::adagrad_default()),
             "ftrl" => Some(Self::ftrl_default()),
             "adam" => Some(Self::adam_default()),
+            "rowwise_adagrad" => {
+                Some(Optimizer::RowwiseAdagrad { lr: defaults::adagrad_lr(), l2: 0.0, eps: defaults::adagrad_eps() })
+            }
             _ => None,
         }
     }
@@ -264,7 +293,9 @@ impl Optimizer {
     pub fn hyperparameters(&self) -> Vec<(&'static str, f32)> {
         match *self {
             Optimizer::Sgd { lr, l2 } => vec![("lr", lr), ("l2", l2)],
-            Optimizer::Adagrad { lr, l2, eps } => vec![("lr", lr), ("l2", l2), ("eps", eps)],
+            Optimizer::Adagrad { lr, l2, eps } | Optimizer::RowwiseAdagrad { lr, l2, eps } => {
+                vec![("lr", lr), ("l2", l2), ("eps", eps)]
+            }
             Optimizer::Ftrl { alpha, beta, l1, l2 } => vec![("alpha", alpha), ("beta", beta), ("l1", l1), ("l2", l2)],
             Optimizer::Adam { lr, beta1, beta2, eps, l2 } => {
                 vec![("lr", lr), ("beta1", beta1), ("beta2", beta2), ("eps", eps), ("l2", l2)]
@@ -277,6 +308,7 @@ impl Optimizer {
         match self {
             Optimizer::Sgd { .. } => "sgd",
             Optimizer::Adagrad { .. } => "adagrad",
+            Optimizer::RowwiseAdagrad { .. } => "rowwise_adagrad",
             Optimizer::Ftrl { .. } => "ftrl",
             Optimizer::Adam { .. } => "adam",
         }
@@ -289,6 +321,7 @@ impl Optimizer {
         match self {
             Optimizer::Sgd { .. } => 0,
             Optimizer::Adagrad { .. } => dim,
+            Optimizer::RowwiseAdagrad { .. } => 1,
             Optimizer::Ftrl { .. } => 2 * dim,
             Optimizer::Adam { .. } => 2 * dim + 1,
         }
@@ -302,7 +335,7 @@ impl Optimizer {
                 check(name, "lr", lr, lr > 0.0, "> 0")?;
                 check(name, "l2", l2, l2 >= 0.0, ">= 0")
             }
-            Optimizer::Adagrad { lr, l2, eps } => {
+            Optimizer::Adagrad { lr, l2, eps } | Optimizer::RowwiseAdagrad { lr, l2, eps } => {
                 check(name, "lr", lr, lr > 0.0, "> 0")?;
                 check(name, "l2", l2, l2 >= 0.0, ">= 0")?;
                 check(name, "eps", eps, eps > 0.0, "> 0")
@@ -328,7 +361,10 @@ impl Optimizer {
     /// Multiplies the step size (`lr`; FTRL's `alpha`) by `factor`: a learning-rate schedule.
     pub fn scale_lr(&mut self, factor: f32) {
         match self {
-            Optimizer::Sgd { lr, .. } | Optimizer::Adagrad { lr, .. } | Optimizer::Adam { lr, .. } => *lr *= factor,
+            Optimizer::Sgd { lr, .. }
+            | Optimizer::Adagrad { lr, .. }
+            | Optimizer::RowwiseAdagrad { lr, .. }
+            | Optimizer::Adam { lr, .. } => *lr *= factor,
             Optimizer::Ftrl { alpha, .. } => *alpha *= factor,
         }
     }
@@ -347,6 +383,7 @@ impl Optimizer {
         match *self {
             Optimizer::Sgd { lr, l2 } => rules::sgd(weights, grad, lr, l2),
             Optimizer::Adagrad { lr, l2, eps } => rules::adagrad(weights, state, grad, lr, l2, eps),
+            Optimizer::RowwiseAdagrad { lr, l2, eps } => rules::rowwise_adagrad(weights, state, grad, lr, l2, eps),
             Optimizer::Ftrl { alpha, beta, l1, l2 } => rules::ftrl(weights, state, grad, alpha, beta, l1, l2),
             Optimizer::Adam { lr, beta1, beta2, eps, l2 } => {
                 rules::adam(weights, state, grad, lr, beta1, beta2, eps, l2)
@@ -374,6 +411,18 @@ pub mod rules {
             let g = g + l2 * *w;
             *n += g * g;
             *w -= lr * g / (n.sqrt() + eps);
+        }
+    }
+
+    /// Row-wise AdaGrad step; `state[0]` holds the row's sum of mean squared gradients.
+    #[inline(always)]
+    pub fn rowwise_adagrad(weights: &mut [f32], state: &mut [f32], grad: &[f32], lr: f32, l2: f32, eps: f32) {
+        let dim = weights.len().max(1) as f32;
+        let sq: f32 = weights.iter().zip(grad).map(|(w, g)| (g + l2 * w) * (g + l2 * w)).sum();
+        state[0] += sq / dim;
+        let scale = lr / (state[0].sqrt() + eps);
+        for (w, &g) in weights.iter_mut().zip(grad) {
+            *w -= scale * (g + l2 * *w);
         }
     }
 
@@ -435,6 +484,20 @@ mod tests {
 
     fn close(a: f32, b: f64) -> bool {
         (f64::from(a) - b).abs() <= 1e-6 * (1.0 + b.abs())
+    }
+
+    #[test]
+    fn rowwise_adagrad_keeps_one_accumulator_per_row() {
+        let opt = Optimizer::default_for("rowwise_adagrad").unwrap();
+        assert_eq!(opt.state_len(4), 1);
+        let (mut w, mut n) = ([0.0f32, 0.0], [0.0f32]);
+        let Optimizer::RowwiseAdagrad { eps, .. } = opt else { panic!("{opt:?}") };
+        let lr = 0.5;
+        let opt = Optimizer::RowwiseAdagrad { lr, l2: 0.0, eps };
+        opt.update(&mut w, &mut n, &[3.0, 1.0]);
+        // n = (9 + 1) / 2 = 5; both coordinates move by lr · g / sqrt(5).
+        assert!(close(n[0], 5.0) && close(w[0], -0.5 * 3.0 / (5f64.sqrt() + f64::from(eps))), "{w:?} {n:?}");
+        assert!(close(w[1], -0.5 * 1.0 / (5f64.sqrt() + f64::from(eps))), "{w:?}");
     }
 
     #[test]

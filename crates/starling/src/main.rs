@@ -199,7 +199,7 @@ struct TrainArgs {
     /// Loss: logistic or squared [model.loss].
     #[arg(long)]
     loss: Option<String>,
-    /// Optimizer: sgd, adagrad, ftrl or adam [optimizer.name].
+    /// Optimizer: sgd, adagrad, rowwise_adagrad, ftrl or adam [optimizer.name].
     #[arg(long)]
     optimizer: Option<String>,
     /// Step size of any optimizer (FTRL: its alpha) [optimizer.lr].
@@ -410,8 +410,9 @@ fn job_from(a: &TrainArgs) -> Result<JobConfig> {
     }
     if let Some(name) = &a.optimizer {
         // Hyperparameters from the file belong to the file's optimizer: a new name starts from defaults.
-        let fresh = Optimizer::default_for(name)
-            .ok_or_else(|| Usage(format!("--optimizer {name}: expected sgd, adagrad, ftrl or adam")))?;
+        let fresh = Optimizer::default_for(name).ok_or_else(|| {
+            Usage(format!("--optimizer {name}: expected sgd, adagrad, rowwise_adagrad, ftrl or adam"))
+        })?;
         if std::mem::discriminant(&fresh) != std::mem::discriminant(&job.optimizer) {
             job.optimizer = fresh;
         }

@@ -44,6 +44,16 @@ pub fn train_json(r: &crate::trainer::TrainReport) -> String {
     if let Some(t) = &r.test {
         let _ = write!(out, ", \"test\": {}", summary_json(t));
     }
+    if let Some(best) = r.best_pass {
+        let passes: Vec<String> =
+            r.valid.iter().map(|(p, s)| format!("{{\"pass\": {p}, \"metrics\": {}}}", summary_json(s))).collect();
+        let _ = write!(
+            out,
+            ", \"best_pass\": {best}, \"stopped_early\": {}, \"valid\": [{}]",
+            r.stopped_early,
+            passes.join(", ")
+        );
+    }
     out.push_str("}\n");
     out
 }

@@ -130,7 +130,7 @@ fn optimizer_with_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Optimiz
     let v = toml::Value::deserialize(d)?;
     if v.get("name").is_none() {
         return Err(serde::de::Error::custom(
-            "[model.dense_optimizer] needs its `name` (sgd, adagrad, ftrl or adam); the default is adam",
+            "[model.dense_optimizer] needs its `name` (sgd, adagrad, rowwise_adagrad, ftrl or adam); the default is adam",
         ));
     }
     Optimizer::deserialize(v).map_err(serde::de::Error::custom)

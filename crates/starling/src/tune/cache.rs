@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use starling_data::cache::CacheReader;
 
+use starling_core::graph::Fields;
+
 use crate::cache::{ensure, WHOLE};
 use crate::config::JobConfig;
 use crate::input::{InputError, Inputs};
@@ -22,8 +24,8 @@ pub struct Prepared {
     pub rows: u64,
     /// Holdout examples.
     pub test_rows: u64,
-    /// Fields of the pipeline (FFM sizes its rows by it).
-    pub num_fields: usize,
+    /// Fields of the pipeline (FFM sizes its rows by it; graphs are built over them).
+    pub fields: Fields,
     /// Text examples parsed now: 0 when both caches were reused.
     pub parsed: u64,
     /// Both caches existed and matched the input.
@@ -33,17 +35,17 @@ pub struct Prepared {
 }
 
 /// `job` with `format = "auto"` and libFFM's field count resolved from its training input, as
-/// `starling train` resolves them.
-pub fn resolve(job: &JobConfig) -> Result<JobConfig, TuneError> {
+/// `starling train` resolves them, and the fields that input has.
+pub fn resolve(job: &JobConfig) -> Result<(JobConfig, Fields), TuneError> {
     let mut resolved = job.clone();
-    Inputs::open(&mut resolved, &job.data.train, 1)?;
-    Ok(resolved)
+    let inputs = Inputs::open(&mut resolved, &job.data.train, 1)?;
+    Ok((resolved, inputs.fields()))
 }
 
 /// Makes sure `dir` holds caches of `job`'s training and holdout input, parsing the text only
 /// when a cache is missing or was made from other input or settings.
 pub fn prepare(job: &JobConfig, dir: &Path) -> Result<Prepared, TuneError> {
-    let resolved = resolve(job)?;
+    let (resolved, fields) = resolve(job)?;
     let job = &resolved;
     let (train, train_parsed) = ensure(job, &job.data.train, dir, "train", WHOLE)?;
     let (test, test_parsed) = ensure(job, &job.data.test, dir, "test", WHOLE)?;
@@ -61,7 +63,7 @@ pub fn prepare(job: &JobConfig, dir: &Path) -> Result<Prepared, TuneError> {
     Ok(Prepared {
         rows: train_reader.totals().examples,
         test_rows: test_reader.totals().examples,
-        num_fields: train_reader.header().num_fields as usize,
+        fields,
         train,
         test,
         parsed: train_parsed + test_parsed,

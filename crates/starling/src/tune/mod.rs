@@ -151,7 +151,7 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
             "tune: each trial is a `starling launch` job; workers cache their input in {}",
             cache_dir.display()
         ));
-        (None, resolve(job)?)
+        (None, resolve(job)?.0)
     } else {
         let data = prepare(job, &cache_dir)?;
         say(&format!(
@@ -199,7 +199,7 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
                             train: &data.train,
                             test: &data.test,
                             rows: data.rows,
-                            num_fields: data.num_fields,
+                            fields: &data.fields,
                         };
                         let budget = u64::from(tj.train.passes) * data.rows;
                         let (o, m, l) = trial::run(tj, &td, asha.as_ref(), metric, &board.watch(i));

@@ -40,8 +40,8 @@ pub struct TrialData<'a> {
     pub test: &'a Path,
     /// Training examples per pass.
     pub rows: u64,
-    /// Fields of the examples (FFM sizes its rows by it).
-    pub num_fields: usize,
+    /// Fields of the examples (FFM sizes its rows by it; graphs are built over them).
+    pub fields: &'a Fields,
 }
 
 /// What a running trial shows on the leaderboard.
@@ -77,14 +77,10 @@ fn train(
     learned: &mut u64,
 ) -> Result<(Outcome, Option<Model>), String> {
     let bits = job.features.hash_bits;
-    // The cache records the field count only; shallow models need no more.
-    let fields = Fields { names: (0..data.num_fields).map(|f| f.to_string()).collect(), bias: None };
+    let fields = data.fields.clone();
     let net = Net::new(job, &fields).map_err(|e| e.to_string())?;
     if net.learner().is_none() {
-        return Err(format!(
-            "tune trains shallow models (lr, fm, ffm); model kind {} is not supported by tune yet",
-            job.model.kind
-        ));
+        return deep(job, data, watch, learned);
     }
     let table = ModelTable::reuse(SPARE.take(), &net.tables()[0], bits).map_err(|e| e.to_string())?;
     let mut model = Model { job: job.clone(), fields, net, tables: vec![table], passes_done: 0, examples_seen: 0 };
@@ -142,6 +138,36 @@ fn train(
     let test = evaluate(&model, data.test)?;
     if !value_of(&test, metric).is_finite() {
         return Err(format!("the holdout {} is not finite (diverged)", metric.name()));
+    }
+    Ok((Outcome::Done(test), Some(model)))
+}
+
+/// A deep model's trial: mini-batch training from the caches, as `starling train` runs it, scored
+/// on the holdout at the end (its passes are not split at ASHA's rungs, so ASHA does not stop it).
+fn deep(
+    job: &JobConfig,
+    data: &TrialData,
+    watch: &dyn Watch,
+    learned: &mut u64,
+) -> Result<(Outcome, Option<Model>), String> {
+    let mut job = job.clone();
+    let budget = u64::from(job.train.passes) * data.rows;
+    let open = |job: &mut JobConfig, paths: Vec<std::path::PathBuf>, cache: &Path| {
+        let threads = job.train.threads;
+        let mut inputs = crate::input::Inputs::open(job, &paths, threads).map_err(|e| e.to_string())?;
+        inputs.use_cache(cache.to_path_buf(), job.features.hash_bits, crate::cache::WHOLE);
+        Ok::<_, String>(inputs)
+    };
+    let (train_paths, test_paths) = (job.data.train.clone(), job.data.test.clone());
+    let train = open(&mut job, train_paths, data.train)?;
+    let test = open(&mut job, test_paths, data.test)?;
+    let (model, report) =
+        crate::trainer::train_on(job, &train, Some(&test), None, true).map_err(|e| crate::error_chain(&e))?;
+    *learned += report.train_examples;
+    watch.progress(*learned, budget);
+    let test = report.test.ok_or("the trial has no holdout")?;
+    if !test.logloss.is_finite() {
+        return Err("the holdout logloss is not finite (diverged)".into());
     }
     Ok((Outcome::Done(test), Some(model)))
 }
