@@ -78,7 +78,7 @@ for m in $MODELS; do
 done
 for m in deepfm dcn; do
   say "generated ($ROWS rows): $m"
-  run "$OUT/gen" "$m" ab 1 0
+  run "$OUT/gen" "$m" iab 1 0
 done
 say "dense layers"
 (cd "$ROOT" && cargo run -q --release -p starling-core --example mlp_flops) | tee "$OUT/flops.txt"

@@ -204,7 +204,8 @@ fn wait_for_addr(port_file: &Path, procs: &mut [Proc]) -> Result<String, Cluster
 /// Waits for the job to end; stops everyone on a failure or an interrupt. With `spare_workers`
 /// (`on_worker_loss = "continue"`) a dead worker is the coordinator's to handle, not a failure.
 fn supervise(procs: &mut [Proc], spare_workers: bool) -> Result<(), ClusterError> {
-    let mut decided: Option<(Instant, Result<(), String>)> = None;
+    // The outcome, when it was decided, and how much the exit that decided it explains.
+    let mut decided: Option<(Instant, Result<(), String>, u8)> = None;
     loop {
         // Ctrl-C reaches every process of the group: children dying of it are not the failure.
         if let Some(sig) = interrupted() {
@@ -225,21 +226,30 @@ fn supervise(procs: &mut [Proc], spare_workers: bool) -> Result<(), ClusterError
         for i in exited {
             let p = &procs[i];
             let s = p.status.expect("just reaped");
-            if decided.is_some() {
+            let blame = p.blame();
+            // On a loaded machine the process that noticed a death can be reaped a round before
+            // the one that died: within the grace period, a better explanation replaces it.
+            let replaces = match &decided {
+                None => true,
+                Some((_, Err(_), b)) => blame > *b && !s.success(),
+                Some((_, Ok(()), _)) => false,
+            };
+            if !replaces {
                 continue;
             }
+            let since = decided.as_ref().map_or_else(Instant::now, |d| d.0);
             if !s.success() && spare_workers && p.role == "worker" {
                 crate::errln!("launch: {} {}; the job goes on without it", p.name(), describe(s));
             } else if !s.success() {
                 let why = format!("{} {}; stopping the other processes", p.name(), describe(s));
                 crate::errln!("launch: {why}");
-                decided = Some((Instant::now(), Err(why)));
+                decided = Some((since, Err(why), blame));
             } else if p.role == "coordinator" {
-                decided = Some((Instant::now(), Ok(())));
+                decided = Some((since, Ok(()), blame));
             }
         }
         let running = procs.iter().filter(|p| p.status.is_none()).count();
-        if let Some((at, outcome)) = &decided {
+        if let Some((at, outcome, _)) = &decided {
             let grace = if outcome.is_ok() { GRACE } else { FAIL_GRACE };
             if running == 0 || at.elapsed() > grace {
                 if running > 0 {
