@@ -159,3 +159,44 @@ fn early_stopping_keeps_the_best_pass_for_deep_and_shallow_models() {
         assert!((again.auc.unwrap() - best.1).abs() < 1e-9, "{kind}: {} vs {}", again.auc.unwrap(), best.1);
     }
 }
+
+#[test]
+fn a_deep_model_trains_on_a_launched_cluster_and_its_checkpoint_scores_the_same() {
+    let dir = common::gen_data();
+    let out = tempfile::tempdir().unwrap();
+    let ckpt = out.path().join("dfm.ckpt");
+    let bin = env!("CARGO_BIN_EXE_starling");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bin).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{args:?}: {text}");
+        text
+    };
+    let (train, test) = (dir.join("train.tsv"), dir.join("test.tsv"));
+    let (train, test) = (train.to_str().unwrap(), test.to_str().unwrap());
+    let launched = run(&[
+        "launch",
+        "--servers",
+        "2",
+        "--workers",
+        "2",
+        "--model",
+        "deepfm",
+        "--embedding-dim",
+        "4",
+        "--mlp",
+        "16",
+        "--hash-bits",
+        "18",
+        "--train",
+        train,
+        "--test",
+        test,
+        "--save",
+        ckpt.to_str().unwrap(),
+    ]);
+    let line = |text: &str, prefix: &str| text.lines().find_map(|l| l.strip_prefix(prefix)).map(str::to_string);
+    let tested = line(&launched, "test: ").unwrap_or_else(|| panic!("no test line in: {launched}"));
+    let evaluated = run(&["eval", "--model", ckpt.to_str().unwrap(), "--data", test]);
+    assert_eq!(evaluated.lines().last().unwrap(), tested, "the checkpoint scores differently");
+}

@@ -264,7 +264,8 @@ impl GraphModel {
             dense_len,
             chunk,
             &settings.dense_optimizer,
-            Init::Dense { seed: mix64(seed ^ 0xDE45E), segments: dense_segments },
+            // Shifted into 63 bits: manifests are TOML, whose integers are i64.
+            Init::Dense { seed: mix64(seed ^ 0xDE45E) >> 1, segments: dense_segments },
         ));
         let stats_len = segments_len(&stats_segments);
         let stats = (stats_len > 0).then(|| {
