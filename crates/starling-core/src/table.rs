@@ -35,6 +35,11 @@ pub trait Table: Sync {
     fn for_each_row(&self, f: &mut dyn FnMut(u64, &[f32]));
 }
 
+/// Writes every row of `from` into `to` (rows of the same length).
+pub fn copy_rows(from: &dyn Table, to: &dyn Table) {
+    from.for_each_row(&mut |key, row| to.write(key, row));
+}
+
 /// How a fresh row looks: the table's init for the weights, zeros for the optimizer state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RowInit {

@@ -1,7 +1,7 @@
 //! A trained model in memory: the job it came from, its network and a table per declared table.
 
 use starling_core::graph::{Fields, GraphModel, GraphSettings};
-use starling_core::model::ShallowModel;
+use starling_core::model::{batch_keys, ShallowModel};
 use starling_core::{
     DenseTable, Example, HashTable, LearnScratch, Learner, MiniBatch, Model as Step, Table, TableKind, TableSpec,
 };
@@ -186,13 +186,23 @@ pub struct Scorer<'a> {
     weights: Vec<Vec<f32>>,
     row: Vec<f32>,
     scratch: Box<dyn std::any::Any + Send>,
+    /// Per table, the keys of its dense chunks (empty for sparse tables).
+    dense_keys: Vec<Vec<u64>>,
 }
 
 impl<'a> Scorer<'a> {
     /// A scorer of `model`.
     pub fn new(model: &'a Model) -> Self {
-        let scratch = model.net.step().scratch();
-        Scorer { model, batch: MiniBatch::new(), weights: Vec::new(), row: Vec::new(), scratch }
+        let step = model.net.step();
+        let dense_keys = step.tables().iter().map(|t| t.dense_keys()).collect();
+        Scorer {
+            model,
+            batch: MiniBatch::new(),
+            weights: Vec::new(),
+            row: Vec::new(),
+            scratch: step.scratch(),
+            dense_keys,
+        }
     }
 
     /// Adds an example; when the batch is full, scores it.
@@ -211,12 +221,10 @@ impl<'a> Scorer<'a> {
         let step = self.model.net.step();
         self.batch.seal_groups(step.key_groups(), |f| step.key_group(f));
         self.weights.resize_with(step.tables().len(), Vec::new);
-        for ((spec, table), w) in step.tables().iter().zip(&self.model.tables).zip(&mut self.weights) {
-            let keys = match spec.kind {
-                TableKind::Sparse => self.batch.group_keys(spec.group).to_vec(),
-                TableKind::Dense { .. } => spec.dense_keys(),
-            };
-            gather(table.as_dyn(), spec, &keys, &mut self.row, w);
+        for (((spec, table), w), dense) in
+            step.tables().iter().zip(&self.model.tables).zip(&mut self.weights).zip(&self.dense_keys)
+        {
+            gather(table.as_dyn(), spec, batch_keys(spec, &self.batch, dense), &mut self.row, w);
         }
         step.step(&self.batch, &self.weights, 0, None, self.scratch.as_mut(), on_score);
         self.batch.clear();

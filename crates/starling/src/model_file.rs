@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use starling_core::graph::Fields;
 use starling_core::model::ShallowModel;
-use starling_core::{Learner, Loss, ModelSpec, Optimizer, TableKind};
+use starling_core::{Learner, Loss, ModelSpec, Optimizer, TableKind, TableSpec};
 use starling_ps::checkpoint::durable::{write_atomic_io, Crc};
 
 use crate::config::JobConfig;
@@ -219,20 +219,7 @@ pub fn load(path: &Path) -> Result<Model, ModelFileError> {
         (model, h.tables)
     };
     let specs = model.net.tables();
-    if specs.len() != tables.len() {
-        return Err(invalid(format!("holds {} tables but its model declares {}", tables.len(), specs.len())));
-    }
-    for (th, (spec, t)) in tables.iter().zip(specs.iter().zip(&model.tables)) {
-        if th.name != spec.name || th.row_len != t.as_dyn().row_len() {
-            return Err(invalid(format!(
-                "table `{}` has rows of {} floats, but its model declares table `{}` with rows of {}",
-                th.name,
-                th.row_len,
-                spec.name,
-                t.as_dyn().row_len()
-            )));
-        }
-    }
+    check_tables(tables.iter().map(|t| (t.name.as_str(), t.row_len)), specs).map_err(invalid)?;
     let expected = 16
         + u64::from(header_len)
         + tables.iter().map(|t| t.rows.saturating_mul(8 + 4 * t.row_len as u64)).fold(0u64, u64::saturating_add)
@@ -278,6 +265,26 @@ pub fn load(path: &Path) -> Result<Model, ModelFileError> {
     Ok(model)
 }
 
+/// Checks that the stored tables, as (name, floats per row), are the ones the model declares.
+fn check_tables<'a>(
+    stored: impl ExactSizeIterator<Item = (&'a str, usize)>,
+    specs: &[TableSpec],
+) -> Result<(), String> {
+    if stored.len() != specs.len() {
+        return Err(format!("holds {} tables but its model declares {}", stored.len(), specs.len()));
+    }
+    for ((name, row_len), s) in stored.zip(specs) {
+        if name != s.name || row_len != s.row_len() {
+            return Err(format!(
+                "table `{name}` has rows of {row_len} floats, but its model declares table `{}` with rows of {}",
+                s.name,
+                s.row_len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Loads a distributed checkpoint (a directory with a manifest and one shard file per server) as a
 /// single-machine model: every server's rows in one in-memory table per table.
 fn load_checkpoint(dir: &Path) -> Result<Model, ModelFileError> {
@@ -297,20 +304,7 @@ fn load_checkpoint(dir: &Path) -> Result<Model, ModelFileError> {
     };
     let mut model = Model::new(&job, fields).map_err(|e| invalid(e.to_string()))?;
     let specs = model.net.tables();
-    if specs.len() != manifest.tables.len() {
-        return Err(invalid(format!("holds {} tables but its model declares {}", manifest.tables.len(), specs.len())));
-    }
-    for (m, s) in manifest.tables.iter().zip(specs) {
-        if m.name != s.name || m.row_len() != s.row_len() {
-            return Err(invalid(format!(
-                "table `{}` has rows of {} floats, but its model declares table `{}` with rows of {}",
-                m.name,
-                m.row_len(),
-                s.name,
-                s.row_len()
-            )));
-        }
-    }
+    check_tables(manifest.tables.iter().map(|t| (t.name.as_str(), t.row_len())), specs).map_err(invalid)?;
     let tables = &model.tables;
     starling_ps::load_rows(dir, &manifest, &mut |table_id, key, row| {
         if let Some(t) = tables.get(table_id as usize) {

@@ -8,6 +8,7 @@ use starling_core::graph::Fields;
 use starling_core::metrics::{Metrics, Summary};
 use starling_core::model::ShallowModel;
 use starling_core::rng::Rng;
+use starling_core::table::copy_rows;
 use starling_core::{Example, LearnScratch, Learner, Table};
 use starling_data::DataError;
 use starling_ps::{LocalClient, LocalClocks, LocalCluster, ParamClient, TableSpec};
@@ -199,13 +200,7 @@ pub fn train_on(
             }
         }
         if let Some(valid) = watch {
-            let v = match evaluate_inputs(&model, valid, job.train.threads, quiet) {
-                Ok(v) => v,
-                Err(source) => match keep(&mut model, &job)? {
-                    Some(saved) => return Err(TrainError::Holdout { saved, source }),
-                    None => return Err(source.into()),
-                },
-            };
+            let v = evaluate_or_keep(&mut model, &job, valid, quiet)?;
             let (metric, value) = (job.train.monitor, job.train.monitor.value(&v));
             report.valid.push((pass, v));
             let improved = best.as_ref().is_none_or(|b| metric.better(value, b.value));
@@ -239,14 +234,7 @@ pub fn train_on(
         }
         if job.train.eval_each_pass && p + 1 < job.train.passes {
             if let Some(test) = test_inputs {
-                let t = match evaluate_inputs(&model, test, job.train.threads, quiet) {
-                    Ok(t) => t,
-                    // The passes trained so far are kept, as after the last pass.
-                    Err(source) => match keep(&mut model, &job)? {
-                        Some(saved) => return Err(TrainError::Holdout { saved, source }),
-                        None => return Err(source.into()),
-                    },
-                };
+                let t = evaluate_or_keep(&mut model, &job, test, quiet)?;
                 progress.println(&format!("[pass {pass}] test {}", describe(&t)));
             }
         }
@@ -278,6 +266,18 @@ pub fn train_on(
     Ok((model, report))
 }
 
+/// Scores `inputs` between passes; when that fails, the passes trained so far are kept (saved,
+/// as after the last pass) before the error is returned.
+fn evaluate_or_keep(model: &mut Model, job: &JobConfig, inputs: &Inputs, quiet: bool) -> Result<Summary, TrainError> {
+    match evaluate_inputs(model, inputs, job.train.threads, quiet) {
+        Ok(s) => Ok(s),
+        Err(source) => match keep(model, job)? {
+            Some(saved) => Err(TrainError::Holdout { saved, source }),
+            None => Err(source.into()),
+        },
+    }
+}
+
 /// The model of the best pass so far, by the validation metric.
 struct Best {
     value: f64,
@@ -292,8 +292,7 @@ impl Best {
         let mut tables = Vec::with_capacity(model.tables.len());
         for (spec, t) in model.net.tables().iter().zip(&model.tables) {
             let copy = ModelTable::new(spec, model.job.features.hash_bits)?;
-            let c = copy.as_dyn();
-            t.as_dyn().for_each_row(&mut |key, row| c.write(key, row));
+            copy_rows(t.as_dyn(), copy.as_dyn());
             tables.push(copy);
         }
         Ok(Best { value, tables, passes_done: model.passes_done, examples_seen: model.examples_seen })
@@ -350,7 +349,7 @@ impl Batched {
         let specs = model.net.tables().to_vec();
         let cluster = LocalCluster::new(specs, 1, LocalClocks::new(threads, job.cluster.staleness, 0));
         for (store, table) in cluster.servers()[0].tables().iter().zip(&model.tables) {
-            table.as_dyn().for_each_row(&mut |key, row| store.write(key, row));
+            copy_rows(table.as_dyn(), store);
         }
         let clients =
             (0..threads).map(|r| (cluster.client(r, 0), Position::default(), StepBuffers::default())).collect();
@@ -408,8 +407,7 @@ impl Batched {
     /// Copies the server's rows into the model's tables (for evaluation and saving).
     fn copy_to(&self, tables: &[ModelTable]) {
         for (store, table) in self.cluster.servers()[0].tables().iter().zip(tables) {
-            let t = table.as_dyn();
-            store.for_each_row(&mut |key, row| t.write(key, row));
+            copy_rows(store, table.as_dyn());
         }
     }
 }

@@ -6,7 +6,8 @@
 use std::any::Any;
 
 use starling_core::metrics::Metrics;
-use starling_core::{compact_touched, Example, Gradients, MiniBatch, Model, TableKind};
+use starling_core::model::batch_keys;
+use starling_core::{compact_touched, Example, Gradients, MiniBatch, Model};
 use starling_data::DataError;
 use starling_ps::{ParamClient, PsError};
 
@@ -90,15 +91,6 @@ pub struct StepBuffers {
     dense_keys: Vec<Vec<u64>>,
 }
 
-/// The keys of `table` in `batch` (sealed): its key group's for a sparse table, every chunk's for a dense one.
-fn table_keys<'k>(model: &dyn Model, dense_keys: &'k [Vec<u64>], batch: &'k MiniBatch, table: usize) -> &'k [u64] {
-    let spec = &model.tables()[table];
-    match spec.kind {
-        TableKind::Sparse => batch.group_keys(spec.group),
-        TableKind::Dense { .. } => &dense_keys[table],
-    }
-}
-
 impl StepBuffers {
     fn prepare(&mut self, model: &dyn Model) {
         if self.scratch.is_none() {
@@ -157,7 +149,7 @@ impl Worker<'_> {
                 self.prefetch_step(client, bufs, pos.step, metrics)?;
                 done(pos, metrics)?;
             } else {
-                self.seal(&mut bufs.next.batch);
+                seal_for(self.model, &mut bufs.next.batch);
                 self.pull(client, &bufs.dense_keys, &mut bufs.next)?;
                 if self.prefetching() {
                     std::mem::swap(&mut bufs.next, &mut bufs.ready);
@@ -197,11 +189,6 @@ impl Worker<'_> {
         self.prefetch && self.model.tables().len() == 1
     }
 
-    /// Splits the batch's keys into the model's key groups.
-    fn seal(&self, batch: &mut MiniBatch) {
-        seal_for(self.model, batch);
-    }
-
     /// Pulls the weights of every table for `b`'s (sealed) batch.
     fn pull(&self, client: &mut dyn ParamClient, dense_keys: &[Vec<u64>], b: &mut Pulled) -> Result<(), WorkerError> {
         pull_tables(self.model, client, dense_keys, &b.batch, &mut b.weights)
@@ -215,7 +202,7 @@ impl Worker<'_> {
         step: u64,
         metrics: &mut Metrics,
     ) -> Result<(), WorkerError> {
-        self.seal(&mut bufs.next.batch);
+        seal_for(self.model, &mut bufs.next.batch);
         client.pull_start(WEIGHTS, bufs.next.batch.keys())?;
         self.gradients(bufs, true, step, metrics);
         let dim = self.model.tables()[0].dim;
@@ -260,7 +247,7 @@ impl Worker<'_> {
     ) -> Result<(), WorkerError> {
         let p = if ready { &b.ready } else { &b.next };
         for (t, spec) in self.model.tables().iter().enumerate() {
-            let keys = table_keys(self.model, &b.dense_keys, &p.batch, t);
+            let keys = batch_keys(spec, &p.batch, &b.dense_keys[t]);
             compact_touched(
                 keys,
                 &b.grads.grads[t],
@@ -293,7 +280,7 @@ fn pull_tables(
 ) -> Result<(), WorkerError> {
     weights.resize_with(model.tables().len(), Vec::new);
     for (t, (spec, w)) in model.tables().iter().zip(weights.iter_mut()).enumerate() {
-        let keys = table_keys(model, dense_keys, batch, t);
+        let keys = batch_keys(spec, batch, &dense_keys[t]);
         w.resize(keys.len() * spec.dim, 0.0);
         client.pull(t as u32, keys, w)?;
     }

@@ -217,9 +217,16 @@ pub type Builder = Arc<dyn Fn(&mut BuildCx<'_>) -> Result<Built, GraphError> + S
 /// Kinds read straight from the example by the graph itself.
 pub const SOURCE_KINDS: [&str; 2] = ["embedding", "linear"];
 
-fn registry() -> &'static RwLock<BTreeMap<String, Builder>> {
-    static REGISTRY: OnceLock<RwLock<BTreeMap<String, Builder>>> = OnceLock::new();
-    REGISTRY.get_or_init(|| RwLock::new(builtins()))
+/// The built-in kinds, made once.
+fn builtin() -> &'static BTreeMap<String, Builder> {
+    static BUILTIN: OnceLock<BTreeMap<String, Builder>> = OnceLock::new();
+    BUILTIN.get_or_init(builtins)
+}
+
+/// The kinds programs registered.
+fn registered() -> &'static RwLock<BTreeMap<String, Builder>> {
+    static REGISTERED: OnceLock<RwLock<BTreeMap<String, Builder>>> = OnceLock::new();
+    REGISTERED.get_or_init(|| RwLock::new(BTreeMap::new()))
 }
 
 /// Registers a block kind under `name` for every graph built afterwards in this process; a
@@ -228,23 +235,23 @@ pub fn register_block(
     name: &str,
     builder: impl Fn(&mut BuildCx<'_>) -> Result<Built, GraphError> + Send + Sync + 'static,
 ) -> Result<(), GraphError> {
-    let mut r = registry().write().unwrap_or_else(|e| e.into_inner());
-    if SOURCE_KINDS.contains(&name) || builtins().contains_key(name) {
+    if SOURCE_KINDS.contains(&name) || builtin().contains_key(name) {
         return Err(GraphError::Duplicate(name.into()));
     }
-    r.insert(name.into(), Arc::new(builder));
+    registered().write().unwrap_or_else(|e| e.into_inner()).insert(name.into(), Arc::new(builder));
     Ok(())
 }
 
-/// The builder of `kind`, if registered.
+/// The builder of `kind`, if built in or registered.
 pub(crate) fn builder(kind: &str) -> Option<Builder> {
-    registry().read().unwrap_or_else(|e| e.into_inner()).get(kind).cloned()
+    builtin().get(kind).cloned().or_else(|| registered().read().unwrap_or_else(|e| e.into_inner()).get(kind).cloned())
 }
 
 /// Every kind a graph can use, for messages.
 pub(crate) fn known_kinds() -> String {
-    let r = registry().read().unwrap_or_else(|e| e.into_inner());
-    SOURCE_KINDS.iter().map(|s| s.to_string()).chain(r.keys().cloned()).collect::<Vec<_>>().join(", ")
+    let r = registered().read().unwrap_or_else(|e| e.into_inner());
+    let names = SOURCE_KINDS.iter().map(|s| s.to_string()).chain(builtin().keys().cloned()).chain(r.keys().cloned());
+    names.collect::<Vec<_>>().join(", ")
 }
 
 /// Inputs' vector structure when all are vectors of one size (or plain vectors of that size).

@@ -142,6 +142,15 @@ impl Gradients {
     }
 }
 
+/// The keys `batch` (sealed) pulls of the table `spec`: its key group's for a sparse table, its
+/// chunks' (`dense_keys`, from [`TableSpec::dense_keys`]) for a dense one.
+pub fn batch_keys<'k>(spec: &TableSpec, batch: &'k MiniBatch, dense_keys: &'k [u64]) -> &'k [u64] {
+    match spec.kind {
+        TableKind::Sparse => batch.group_keys(spec.group),
+        TableKind::Dense { .. } => dense_keys,
+    }
+}
+
 /// Called with each example's raw score, label and weight, in batch order.
 pub type OnScore<'a> = &'a mut dyn FnMut(f32, f32, f32);
 

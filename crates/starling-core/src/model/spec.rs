@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::nn::Segment;
+use crate::nn::{ParamInit, Segment};
 use crate::optim::Optimizer;
 use crate::rng::unit_for;
 use crate::table::RowInit;
@@ -93,9 +93,9 @@ impl Init {
                 for &(len, init) in slots {
                     for v in &mut w[j..j + len] {
                         *v = match init {
-                            crate::nn::ParamInit::Zeros => 0.0,
-                            crate::nn::ParamInit::Ones => 1.0,
-                            crate::nn::ParamInit::Uniform(s) => s * unit_for(*seed, key, j),
+                            ParamInit::Zeros => 0.0,
+                            ParamInit::Ones => 1.0,
+                            ParamInit::Uniform(s) => s * unit_for(*seed, key, j),
                         };
                         j += 1;
                     }
@@ -124,11 +124,8 @@ impl Init {
             Init::Model(spec) => spec.zero_init(),
             Init::Zeros => true,
             Init::Uniform { scale, .. } => *scale == 0.0,
-            Init::Rows { slots, .. } => {
-                slots.iter().all(|s| s.1 == crate::nn::ParamInit::Zeros || s.1 == crate::nn::ParamInit::Uniform(0.0))
-            }
-            Init::Dense { segments, .. } => {
-                segments.iter().all(|s| s.1 == crate::nn::ParamInit::Zeros || s.1 == crate::nn::ParamInit::Uniform(0.0))
+            Init::Rows { slots: runs, .. } | Init::Dense { segments: runs, .. } => {
+                runs.iter().all(|&(_, init)| init == ParamInit::Zeros || init == ParamInit::Uniform(0.0))
             }
         }
     }

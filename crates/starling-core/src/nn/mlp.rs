@@ -69,10 +69,16 @@ impl Mlp {
         Mlp { stages, offsets, lens: (w, s) }
     }
 
-    fn slices<'a>(&self, i: usize, p: Params<'a>) -> Params<'a> {
+    /// Stage `i`'s ranges of the weights and of the statistics.
+    fn ranges(&self, i: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
         let (w, s) = self.offsets[i];
         let (we, se) = self.offsets.get(i + 1).copied().unwrap_or(self.lens);
-        Params { w: &p.w[w..we], stats: &p.stats[s..se] }
+        (w..we, s..se)
+    }
+
+    fn slices<'a>(&self, i: usize, p: Params<'a>) -> Params<'a> {
+        let (w, s) = self.ranges(i);
+        Params { w: &p.w[w], stats: &p.stats[s] }
     }
 }
 
@@ -133,9 +139,8 @@ impl Block for Mlp {
             let st = &self.stages[i];
             let input: &[f32] = if i == 0 { inputs[0] } else { &outs_only[i - 1] };
             let output: &[f32] = if i == last { out } else { &outs_only[i] };
-            let (w, s) = self.offsets[i];
-            let (we, se) = self.offsets.get(i + 1).copied().unwrap_or(self.lens);
-            let gi = Grads { w: &mut g.w[w..we], stats: &mut g.stats[s..se] };
+            let (w, s) = self.ranges(i);
+            let gi = Grads { w: &mut g.w[w], stats: &mut g.stats[s] };
             let child = cache.child(i);
             if i == 0 {
                 st.backward(pass, self.slices(i, p), &[input], output, dcur, dinputs, gi, child);

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::space::Metric;
-use super::trial::{value_of, Outcome, Watch};
+use super::trial::{Outcome, Watch};
 
 /// A trial's row.
 #[derive(Clone, Debug, Serialize)]
@@ -105,7 +105,7 @@ impl Board {
                 }
             };
             if let Some(s) = summary {
-                row.value = Some(value_of(s, metric)).filter(|v| v.is_finite());
+                row.value = Some(metric.value(s)).filter(|v| v.is_finite());
                 row.logloss = Some(s.logloss);
                 row.auc = s.auc;
                 row.rmse = Some(s.rmse);

@@ -10,7 +10,7 @@ use starling_core::metrics::Summary;
 use crate::config::JobConfig;
 
 use super::space::Metric;
-use super::trial::{value_of, Outcome};
+use super::trial::Outcome;
 
 /// The files of one launched trial.
 pub struct TrialDir {
@@ -66,7 +66,7 @@ struct TestReport {
 /// text in `cache_dir`, shared by every trial. Returns how it ended and the examples it trained.
 pub fn run(job: &JobConfig, trial: &TrialDir, cache_dir: &Path, metric: Metric) -> (Outcome, u64) {
     match launch(job, trial, cache_dir) {
-        Ok((s, _)) if !value_of(&s, metric).is_finite() => {
+        Ok((s, _)) if !metric.value(&s).is_finite() => {
             (Outcome::Failed(format!("the holdout {} is not finite (diverged)", metric.name())), 0)
         }
         Ok((summary, examples)) => (Outcome::Done(summary), examples),

@@ -213,7 +213,7 @@ pub fn run(opts: &TuneOptions) -> Result<TuneReport, TuneError> {
                 };
                 board.finish(i, &outcome, learned, budget);
                 if let (Outcome::Done(s), Some(model)) = (&outcome, model) {
-                    let value = trial::value_of(s, metric);
+                    let value = metric.value(s);
                     if let Err(e) = keep_if_best(&best_model, i, value, metric, model, out) {
                         save_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
                     }

@@ -117,7 +117,7 @@ fn train(
             let (at, _) = rungs[next_rung];
             next_rung += 1;
             let test = evaluate(&model, data.test)?;
-            let value = value_of(&test, metric);
+            let value = metric.value(&test);
             watch.rung(at, value);
             let decision = asha.map_or(Decision::Continue, |a| {
                 a.lock().unwrap_or_else(|e| e.into_inner()).report(next_rung - 1, value)
@@ -136,7 +136,7 @@ fn train(
     }
     watch.progress(*learned, budget);
     let test = evaluate(&model, data.test)?;
-    if !value_of(&test, metric).is_finite() {
+    if !metric.value(&test).is_finite() {
         return Err(format!("the holdout {} is not finite (diverged)", metric.name()));
     }
     Ok((Outcome::Done(test), Some(model)))
@@ -232,9 +232,4 @@ fn evaluate(model: &Model, path: &Path) -> Result<Summary, String> {
         metrics.add(p, ex.label, ex.weight);
     }
     Ok(metrics.summary())
-}
-
-/// The value of `metric` in `s` (NaN when AUC is undefined, e.g. one class only).
-pub fn value_of(s: &Summary, metric: Metric) -> f64 {
-    metric.value(s)
 }
