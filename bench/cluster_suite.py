@@ -121,7 +121,7 @@ def configs(a):
     c = {}
     for p in range(1, a.max_passes + 1):
         c[f"single_p{p}"] = ("single", p, None, f"starling train, {p} pass{'es' if p > 1 else ''}")
-    c["single_b1000_p1"] = ("single", 1, 1000, "starling train --batch-size 1000, 1 pass")
+    c["single_b100_p1"] = ("single", 1, 100, "starling train --batch-size 100, 1 pass")
     for p in range(1, a.max_passes + 1):
         c[f"launch_p{p}"] = ("launch", p, None,
                              f"starling launch {a.servers}x{a.workers}, {p} pass{'es' if p > 1 else ''}")

@@ -4,7 +4,7 @@
 //! its fresh row (weights from [`ModelSpec::init_weights`], state zeros) without being stored, so
 //! scoring unseen keys neither grows the table nor depends on which thread touched a key first.
 
-use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
+use std::alloc::{alloc_zeroed, Layout};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -91,19 +91,19 @@ impl RowInit {
 ///
 /// # Safety
 /// All-zero bytes must be a valid `T` (true for the atomic integers used here).
-unsafe fn zeroed_slice<T>(n: usize) -> Box<[T]> {
+unsafe fn zeroed_slice<T>(n: usize) -> Option<Box<[T]>> {
     if n == 0 || std::mem::size_of::<T>() == 0 {
-        return Vec::new().into_boxed_slice();
+        return Some(Vec::new().into_boxed_slice());
     }
-    let layout = Layout::array::<T>(n).expect("table too large for the address space");
+    let layout = Layout::array::<T>(n).ok()?;
     // SAFETY: layout has non-zero size; zeroed bytes are a valid T per the caller's contract, and
     // Box<[T]> frees with the same layout (Global allocator, array of n T).
     unsafe {
         let p = alloc_zeroed(layout) as *mut T;
         if p.is_null() {
-            handle_alloc_error(layout);
+            return None;
         }
-        Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n))
+        Some(Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)))
     }
 }
 
@@ -128,17 +128,22 @@ pub const MAX_DENSE_BITS: u32 = 40;
 impl DenseTable {
     /// A table of `2^bits` rows of `row_len` floats, fresh rows shaped by `init`. Memory is reserved
     /// zeroed and only committed by the OS as rows are written. Panics if `bits > MAX_DENSE_BITS`,
-    /// `row_len != init.row_len()` or the size overflows.
+    /// `row_len != init.row_len()`, or the memory cannot be had ([`DenseTable::try_new`] says so instead).
     pub fn new(bits: u32, row_len: usize, init: RowInit) -> Self {
+        Self::try_new(bits, row_len, init).expect("DenseTable: the allocator refused the table's memory")
+    }
+
+    /// [`DenseTable::new`], or `None` when the allocator refuses the memory (or its size overflows).
+    pub fn try_new(bits: u32, row_len: usize, init: RowInit) -> Option<Self> {
         assert!(bits <= MAX_DENSE_BITS, "DenseTable: bits {bits} > {MAX_DENSE_BITS}");
         assert_eq!(row_len, init.row_len(), "DenseTable: row_len differs from RowInit's");
         assert!(row_len > 0, "DenseTable: row_len must be > 0");
         let rows = 1usize << bits;
-        let n = rows.checked_mul(row_len).expect("DenseTable: size overflows usize");
+        let n = rows.checked_mul(row_len)?;
         // SAFETY: zero bits are a valid AtomicU32 / AtomicU64.
-        let data = unsafe { zeroed_slice::<AtomicU32>(n) };
-        let touched = unsafe { zeroed_slice::<AtomicU64>(rows.div_ceil(64)) };
-        DenseTable {
+        let data = unsafe { zeroed_slice::<AtomicU32>(n) }?;
+        let touched = unsafe { zeroed_slice::<AtomicU64>(rows.div_ceil(64)) }?;
+        Some(DenseTable {
             bits,
             mask: (rows as u64) - 1,
             row_len,
@@ -147,7 +152,7 @@ impl DenseTable {
             data,
             touched,
             count: AtomicUsize::new(0),
-        }
+        })
     }
 
     /// Key bits this table was built for.

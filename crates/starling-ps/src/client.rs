@@ -10,6 +10,7 @@ use crate::clock::{LocalClocks, StalenessHistogram, Wait};
 use crate::error::PsError;
 use crate::server::Server;
 use crate::shard::{ShardMap, Split};
+use crate::sync::Ticket;
 use crate::table::TableSpec;
 
 /// Pull, push and clock, as a worker sees them.
@@ -102,8 +103,23 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// `servers` in-process servers for `specs`, gating `workers` worker threads by `clocks`.
     pub fn new(specs: Vec<TableSpec>, servers: usize, clocks: LocalClocks) -> Arc<Self> {
+        Self::with_warmup(specs, servers, clocks, 0, 0)
+    }
+
+    /// [`LocalCluster::new`] whose tables warm their step sizes up over `warmup_steps` steps,
+    /// `steps_done` of them behind.
+    pub fn with_warmup(
+        specs: Vec<TableSpec>,
+        servers: usize,
+        clocks: LocalClocks,
+        warmup_steps: u64,
+        steps_done: u64,
+    ) -> Arc<Self> {
         let map = ShardMap::even(servers);
-        let servers = (0..servers).map(|i| Server::new(i, &specs, &map.vshards_of(i))).collect();
+        let servers: Vec<Server> = (0..servers).map(|i| Server::new(i, &specs, &map.vshards_of(i))).collect();
+        for s in &servers {
+            s.expect_workers(clocks.workers(), warmup_steps, steps_done);
+        }
         Arc::new(LocalCluster { specs, map, servers, clocks })
     }
 
@@ -125,6 +141,7 @@ impl LocalCluster {
             clock,
             split: Split::default(),
             buf: Vec::new(),
+            tickets: Vec::new(),
             stats: ClientStats::default(),
         }
     }
@@ -137,6 +154,8 @@ pub struct LocalClient {
     clock: u64,
     split: Split,
     buf: Vec<f32>,
+    /// Synchronous pushes of the current call, waited for once every server has its share.
+    tickets: Vec<(usize, Ticket)>,
     stats: ClientStats,
 }
 
@@ -145,6 +164,9 @@ impl LocalClient {
     /// between passes, so each finishes its pass and rejoins for the next).
     pub fn rejoin(&mut self) {
         self.cluster.clocks.rejoin(self.worker);
+        for s in &self.cluster.servers {
+            s.join(self.worker);
+        }
     }
 
     fn dim(&self, table: u32) -> Result<usize, PsError> {
@@ -184,8 +206,9 @@ impl ParamClient for LocalClient {
     fn push(&mut self, table: u32, keys: &[u64], grads: &[f32]) -> Result<(), PsError> {
         let dim = self.dim(table)?;
         let c = &self.cluster;
+        self.tickets.clear();
         if c.servers.len() == 1 {
-            c.servers[0].push(table, keys, grads)?;
+            self.tickets.extend(c.servers[0].push(table, keys, grads)?.map(|t| (0, t)));
         } else {
             if grads.len() != keys.len() * dim {
                 return Err(PsError::LengthMismatch { keys: keys.len(), values: grads.len(), dim });
@@ -193,12 +216,20 @@ impl ParamClient for LocalClient {
             self.split.fill(&c.map, keys);
             for (s, server) in c.servers.iter().enumerate() {
                 let (ks, pos) = (&self.split.keys[s], &self.split.pos[s]);
+                // As over TCP: a server with none of the keys is not sent a push, unless the
+                // table is synchronous (its rounds count one push per worker and server).
+                if ks.is_empty() && !c.specs[table as usize].sync {
+                    continue;
+                }
                 self.buf.clear();
                 for &p in pos {
                     self.buf.extend_from_slice(&grads[p as usize * dim..(p as usize + 1) * dim]);
                 }
-                server.push(table, ks, &self.buf)?;
+                self.tickets.extend(server.push(table, ks, &self.buf)?.map(|t| (s, t)));
             }
+        }
+        for &(s, ticket) in &self.tickets {
+            c.servers[s].wait(ticket);
         }
         self.stats.count_push(keys.len(), grads.len(), 4);
         Ok(())
@@ -213,6 +244,9 @@ impl ParamClient for LocalClient {
 
     fn finish(&mut self) -> Result<(), PsError> {
         self.cluster.clocks.finish(self.worker);
+        for s in &self.cluster.servers {
+            s.leave(self.worker);
+        }
         Ok(())
     }
 
@@ -226,6 +260,57 @@ mod tests {
     use super::*;
     use crate::clock::Staleness;
     use starling_core::{ModelSpec, Optimizer};
+
+    fn sync_table() -> TableSpec {
+        let sgd = Optimizer::Sgd { lr: 1.0, l2: 0.0 };
+        TableSpec { sync: true, ..TableSpec::dense_block("dense", 6, 2, &sgd, crate::Init::Zeros) }
+    }
+
+    #[test]
+    fn a_synchronous_table_applies_the_sum_of_a_step_once() {
+        let cluster = LocalCluster::new(vec![sync_table()], 2, LocalClocks::new(2, Staleness::Unbounded, 0));
+        let keys = [0u64, 1, 2];
+        let seen: Vec<Vec<f32>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|w| {
+                    let mut c = cluster.client(w, 0);
+                    s.spawn(move || {
+                        let mut out = vec![0f32; 6];
+                        for step in 0..3 {
+                            // Worker 0 pushes 1 and worker 1 pushes 3: every step moves the weights by 4, once.
+                            c.push(0, &keys, &[1.0 + 2.0 * w as f32; 6]).unwrap();
+                            c.pull(0, &keys, &mut out).unwrap();
+                            assert_eq!(out, vec![-4.0 * (step + 1) as f32; 6], "worker {w}, step {step}");
+                            c.clock().unwrap();
+                        }
+                        c.finish().unwrap();
+                        out
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(seen[0], seen[1]);
+        let rounds: u64 = cluster.servers().iter().map(|s| s.rounds_applied(0)).sum();
+        assert_eq!(rounds, 6, "three rounds on each of the two servers");
+    }
+
+    #[test]
+    fn a_worker_leaving_releases_a_synchronous_round() {
+        let cluster = LocalCluster::new(vec![sync_table()], 1, LocalClocks::new(2, Staleness::Unbounded, 0));
+        let (mut a, mut b) = (cluster.client(0, 0), cluster.client(1, 0));
+        std::thread::scope(|s| {
+            let pushed = s.spawn(move || a.push(0, &[0, 1, 2], &[4.0; 6]).unwrap());
+            // The push waits for worker 1 until it leaves; then it is applied alone.
+            std::thread::sleep(Duration::from_millis(20));
+            assert!(!pushed.is_finished());
+            b.finish().unwrap();
+            pushed.join().unwrap();
+        });
+        let mut out = vec![0f32; 6];
+        cluster.client(0, 0).pull(0, &[0, 1, 2], &mut out).unwrap();
+        assert_eq!(out, vec![-4.0; 6]);
+    }
 
     #[test]
     fn many_local_servers_act_as_one() {

@@ -256,6 +256,11 @@ impl LocalClocks {
         Ok(Wait { waited: started.elapsed(), staleness })
     }
 
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.lock().clocks.len()
+    }
+
     /// `worker` has no more steps.
     pub fn finish(&self, worker: usize) {
         self.lock().finish(worker);

@@ -137,6 +137,12 @@ pub enum FromCoordinator {
         threads: usize,
         /// Heartbeat period in milliseconds.
         heartbeat_ms: u64,
+        /// Workers of the job: each round of a synchronous table waits for every live one.
+        workers: usize,
+        /// Steps over which every table's step size rises to its own (0: none).
+        warmup_steps: u64,
+        /// Steps of the slowest worker already done (a resumed job).
+        steps_done: u64,
     },
     /// A worker's share.
     WorkerAssignment {
@@ -165,6 +171,11 @@ pub enum FromCoordinator {
         /// This worker scores the holdout (the lowest surviving rank).
         evaluate: bool,
     },
+    /// Worker `rank` is done or lost: synchronous rounds stop waiting for it.
+    WorkerGone {
+        /// Its rank.
+        rank: usize,
+    },
     /// Write this server's shard file into `dir`.
     WriteCheckpoint {
         /// Checkpoint directory.
@@ -187,6 +198,7 @@ impl FromCoordinator {
             FromCoordinator::WorkerAssignment { .. } => "worker assignment",
             FromCoordinator::Go { .. } => "go-ahead",
             FromCoordinator::AllDone { .. } => "end-of-job message",
+            FromCoordinator::WorkerGone { .. } => "worker-gone notice",
             FromCoordinator::WriteCheckpoint { .. } => "checkpoint request",
             FromCoordinator::Shutdown => "shutdown",
             FromCoordinator::Abort { .. } => "abort",

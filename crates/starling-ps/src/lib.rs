@@ -11,6 +11,7 @@ pub mod frame;
 pub mod server;
 pub mod shard;
 pub mod store;
+mod sync;
 pub mod table;
 pub mod tcp;
 
@@ -24,5 +25,6 @@ pub use error::PsError;
 pub use server::{Server, StatsSnapshot};
 pub use shard::{vshard_of, ShardMap, Split, NUM_VSHARDS};
 pub use store::Store;
+pub use sync::Ticket;
 pub use table::{Init, TableKind, TableSpec};
 pub use tcp::{serve, ClientOptions, ServeConfig, TcpClient, TcpServerHandle};

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::PsError;
 use crate::shard::vshard_of;
 use crate::store::Store;
+use crate::sync::{Rounds, Ticket};
 use crate::table::TableSpec;
 
 /// Traffic a server has served, for the per-server load report.
@@ -42,14 +43,64 @@ pub struct StatsSnapshot {
 pub struct Server {
     id: usize,
     tables: Vec<Store>,
+    /// The rounds of each synchronous table (`None` for the others).
+    rounds: Vec<Option<Rounds>>,
     stats: ServerStats,
 }
 
 impl Server {
-    /// Server `id` owning virtual shards `owned` of each table in `specs`.
+    /// Server `id` owning virtual shards `owned` of each table in `specs`. Until told how many
+    /// workers a job has ([`Server::expect_workers`]), a synchronous table applies each push at once.
     pub fn new(id: usize, specs: &[TableSpec], owned: &[u32]) -> Self {
         let tables = specs.iter().map(|s| Store::new(s.clone(), owned)).collect();
-        Server { id, tables, stats: ServerStats::default() }
+        let rounds = specs.iter().map(|s| s.sync.then(|| Rounds::new(0))).collect();
+        Server { id, tables, rounds, stats: ServerStats::default() }
+    }
+
+    /// The job has `workers` workers, each counted in every round of a synchronous table, and
+    /// every table's step size warms up over `warmup_steps` steps, `steps_done` of them behind.
+    pub fn expect_workers(&self, workers: usize, warmup_steps: u64, steps_done: u64) {
+        for (r, store) in self.rounds.iter().zip(&self.tables) {
+            // A synchronous table applies one push a step (a round's sum); the others each worker's.
+            let per_step = if r.is_some() { 1 } else { workers as u64 };
+            store.set_warmup(warmup_steps, steps_done, per_step);
+            if let Some(r) = r {
+                r.expect(workers, store);
+            }
+        }
+    }
+
+    /// Worker `worker` is counted again in synchronous rounds (a new pass of an in-process job).
+    pub fn join(&self, worker: usize) {
+        self.rounds.iter().flatten().for_each(|r| r.join(worker));
+    }
+
+    /// Worker `worker` is done or lost: synchronous rounds no longer wait for it.
+    pub fn leave(&self, worker: usize) {
+        for (r, store) in self.rounds.iter().zip(&self.tables) {
+            if let Some(r) = r {
+                r.leave(worker, store);
+            }
+        }
+    }
+
+    /// Blocks until the round of a synchronous push is applied.
+    pub fn wait(&self, ticket: Ticket) {
+        if let Some(Some(r)) = self.rounds.get(ticket.table as usize) {
+            r.wait(ticket);
+        }
+    }
+
+    /// Waits, without blocking a thread, until the round of a synchronous push is applied.
+    pub async fn wait_async(&self, ticket: Ticket) {
+        if let Some(Some(r)) = self.rounds.get(ticket.table as usize) {
+            r.wait_async(ticket).await;
+        }
+    }
+
+    /// Rounds applied so far of synchronous table `table` (0 for any other).
+    pub fn rounds_applied(&self, table: u32) -> u64 {
+        self.rounds.get(table as usize).and_then(Option::as_ref).map_or(0, Rounds::applied)
     }
 
     /// Server index in the shard map.
@@ -94,10 +145,12 @@ impl Server {
         Ok(())
     }
 
-    /// Applies `grads` (`keys.len() * dim`) to `keys` (sorted, unique) of `table`.
+    /// Applies `grads` (`keys.len() * dim`) to `keys` (sorted, unique) of `table`. A push to a
+    /// synchronous table joins the open round and returns its ticket: it is applied once the
+    /// round closes ([`Server::wait`]).
     ///
     /// Every key is checked before any row changes, so a refused push leaves the table as it was.
-    pub fn push(&self, table: u32, keys: &[u64], grads: &[f32]) -> Result<(), PsError> {
+    pub fn push(&self, table: u32, keys: &[u64], grads: &[f32]) -> Result<Option<Ticket>, PsError> {
         let store = self.table(table)?;
         let dim = store.spec().dim;
         if grads.len() != keys.len() * dim {
@@ -107,10 +160,16 @@ impl Server {
         if let Some(&k) = keys.iter().find(|&&k| !store.owns(k)) {
             return Err(self.not_owner(k));
         }
-        store.push(keys, grads).map_err(|k| self.not_owner(k))?;
+        let ticket = match &self.rounds[table as usize] {
+            Some(rounds) => Some(rounds.push(table, keys, grads, store)),
+            None => {
+                store.push(keys, grads).map_err(|k| self.not_owner(k))?;
+                None
+            }
+        };
         self.stats.pushes.fetch_add(1, Ordering::Relaxed);
         self.stats.keys_pushed.fetch_add(keys.len() as u64, Ordering::Relaxed);
-        Ok(())
+        Ok(ticket)
     }
 
     /// Traffic so far and rows stored.

@@ -5,9 +5,11 @@
 //! written to or read from a checkpoint as a unit.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use starling_core::table::{KeyMap, Table};
+use starling_core::Optimizer;
 
 use crate::shard::{vshard_of, NUM_VSHARDS};
 use crate::table::TableSpec;
@@ -91,6 +93,12 @@ pub struct Store {
     row_len: usize,
     /// Indexed by virtual shard; `None` for shards owned elsewhere.
     shards: Box<[Option<Mutex<VShard>>]>,
+    /// The step size rises linearly over this many steps (0: no warm-up).
+    warmup: AtomicU64,
+    /// Pushes applied so far (counted only during a warm-up).
+    pushes: AtomicU64,
+    /// Pushes that make one step: the workers, or 1 for a synchronous table's rounds.
+    per_step: AtomicU64,
 }
 
 impl Store {
@@ -101,7 +109,38 @@ impl Store {
             shards[v as usize] = Some(Mutex::new(VShard::default()));
         }
         let row_len = spec.row_len();
-        Store { spec, row_len, shards: shards.into_boxed_slice() }
+        Store {
+            spec,
+            row_len,
+            shards: shards.into_boxed_slice(),
+            warmup: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
+            per_step: AtomicU64::new(1),
+        }
+    }
+
+    /// Warms the step size up over `steps` steps (0: off), of which `done` are behind (a resumed
+    /// job), counting `per_step` pushes as one step.
+    pub fn set_warmup(&self, steps: u64, done: u64, per_step: u64) {
+        let per_step = per_step.max(1);
+        self.per_step.store(per_step, Ordering::Relaxed);
+        self.pushes.store(done.saturating_mul(per_step), Ordering::Relaxed);
+        self.warmup.store(steps, Ordering::Relaxed);
+    }
+
+    /// The table's rule for the next push: during a warm-up, its step size times
+    /// `(step + 1) / warmup`.
+    #[inline]
+    fn rule(&self) -> Optimizer {
+        let mut opt = self.spec.optimizer;
+        let warmup = self.warmup.load(Ordering::Relaxed);
+        if warmup > 0 {
+            let step = self.pushes.fetch_add(1, Ordering::Relaxed) / self.per_step.load(Ordering::Relaxed);
+            if step < warmup {
+                opt.scale_lr((step + 1) as f32 / warmup as f32);
+            }
+        }
+        opt
     }
 
     /// A store owning every virtual shard: the whole table in one process.
@@ -183,7 +222,7 @@ impl Store {
     pub fn push(&self, keys: &[u64], grads: &[f32]) -> Result<(), u64> {
         let (dim, row_len) = (self.spec.dim, self.row_len);
         debug_assert_eq!(grads.len(), keys.len() * dim);
-        let opt = self.spec.optimizer;
+        let opt = self.rule();
         self.for_each_group(keys, |shard, at| {
             for &(key, i) in at {
                 let i = i as usize;
@@ -266,6 +305,22 @@ mod tests {
 
     fn spec() -> TableSpec {
         TableSpec::for_model("w", &ModelSpec { seed: 4, ..ModelSpec::fm(2) }, &Optimizer::adagrad_default())
+    }
+
+    #[test]
+    fn a_warm_up_raises_the_step_size_linearly_per_step() {
+        let sgd = Optimizer::Sgd { lr: 1.0, l2: 0.0 };
+        let s = Store::whole(TableSpec::sparse("w", 1, &sgd, crate::Init::Zeros, 0));
+        // Two workers' pushes make a step; one step of four is already done (a resumed job).
+        s.set_warmup(4, 1, 2);
+        let mut w = [0f32];
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            s.push(&[7], &[1.0]).unwrap();
+            s.pull(&[7], &mut w).unwrap();
+            seen.push(w[0]);
+        }
+        assert_eq!(seen, [-0.5, -1.0, -1.75, -2.5, -3.5, -4.5, -5.5, -6.5]);
     }
 
     #[test]

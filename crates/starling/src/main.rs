@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde::de::{DeserializeOwned, IntoDeserializer};
-use starling::config::JobConfig;
+use starling::config::{DenseRule, JobConfig};
 use starling::input::InputError;
 use starling::{cluster, model_file, predict, quickstart, report, trainer, tune};
 use starling::{errln, out, outln};
@@ -238,12 +238,16 @@ struct TrainArgs {
     /// Continue training a saved model, with its optimizer state [train.init_model].
     #[arg(long)]
     init_model: Option<PathBuf>,
-    /// Examples per mini-batch; 1 learns online, 0 picks 1 here and 1000 on a cluster [train.batch_size].
+    /// Examples per mini-batch; 1 learns online, 0 picks 1 here and 100 on a cluster (256 for deep models) [train.batch_size].
     #[arg(long)]
     batch_size: Option<usize>,
     /// Steps a worker may run ahead of the slowest: 0 = BSP, N = SSP, inf = ASP [cluster.staleness].
     #[arg(long)]
     staleness: Option<String>,
+    /// Dense layers of deep models: sync (one averaged update per step; with --staleness inf, the
+    /// hybrid mode), staleness (as the sparse rows) or auto (sync under BSP) [cluster.dense].
+    #[arg(long)]
+    dense: Option<DenseRule>,
     /// Directory of periodic checkpoints of a cluster job [checkpoint.dir].
     #[arg(long)]
     checkpoint_dir: Option<PathBuf>,
@@ -448,6 +452,9 @@ fn job_from(a: &TrainArgs) -> Result<JobConfig> {
     }
     if let Some(v) = &a.staleness {
         job.cluster.staleness = v.parse().map_err(|e| Usage(format!("--staleness {v}: {e}")))?;
+    }
+    if let Some(v) = a.dense {
+        job.cluster.dense = v;
     }
     if a.checkpoint_dir.is_some() {
         job.checkpoint.dir = a.checkpoint_dir.clone();

@@ -47,7 +47,17 @@ impl ModelTable {
                 ),
             });
         }
-        Ok(ModelTable::Dense(DenseTable::new(hash_bits, spec.row_len(), spec.row_init())))
+        DenseTable::try_new(hash_bits, spec.row_len(), spec.row_init()).map(ModelTable::Dense).ok_or_else(|| {
+            ConfigError::Invalid {
+                field: "features.hash_bits",
+                message: format!(
+                    "table `{}`: 2^{hash_bits} rows of {} floats need {:.1} GiB, more than this machine would give; lower hash_bits, or set it to 0 to keep only the keys seen in a hash table",
+                    spec.name,
+                    spec.row_len(),
+                    bytes as f64 / (1u64 << 30) as f64
+                ),
+            }
+        })
     }
 
     /// A table for `spec` as [`ModelTable::new`] makes it, reusing `spare`'s memory (cleared)
@@ -99,6 +109,8 @@ impl Net {
                     per_field_tables: job.model.embedding_tables == EmbeddingTables::PerField,
                     sparse_optimizer: job.optimizer,
                     dense_optimizer: job.model.dense_optimizer,
+                    sync_dense: job.cluster.dense_sync(),
+                    sync_sparse: job.cluster.staleness == starling_ps::Staleness::Bounded(0),
                 };
                 let g = GraphModel::build(&blocks, job.model.output.as_deref(), fields, &settings)
                     .map_err(|e| ConfigError::Invalid { field: "model", message: e.to_string() })?;

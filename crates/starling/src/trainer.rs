@@ -166,8 +166,18 @@ pub fn train_on(
     let mut report = TrainReport::default();
     let start = Instant::now();
     // Deep models always learn in mini-batches; shallow ones online unless a batch is asked for.
-    let online = model.net.learner().filter(|_| job.batch_size(false) == 1);
-    let mut batched = online.is_none().then(|| Batched::new(&model, &job));
+    let online = model.net.learner().filter(|_| job.batch_size(false, job.train.threads) == 1);
+    if online.is_some() && job.train.warmup_steps > 0 {
+        return Err(ConfigError::Invalid {
+            field: "train.warmup_steps",
+            message: format!(
+                "a warm-up needs mini-batches: {} learns online here (train.batch_size 1); set train.batch_size",
+                job.model.kind
+            ),
+        }
+        .into());
+    }
+    let mut batched = online.is_none().then(|| Batched::new(&model, &job, 0));
     let watch = valid_inputs.filter(|_| job.train.patience > 0 || job.train.lr_decay_on_plateau > 1.0);
     let mut best: Option<Best> = None;
     let mut worse_in_a_row = 0;
@@ -214,9 +224,10 @@ pub fn train_on(
                 let decay = job.train.lr_decay_on_plateau;
                 if decay > 1.0 && p + 1 < job.train.passes {
                     model.net.scale_lr(1.0 / decay);
-                    if batched.is_some() {
-                        // The servers hold the tables' optimizers: new ones, with the model's rows.
-                        batched = Some(Batched::new(&model, &job));
+                    if let Some(b) = &batched {
+                        // The servers hold the tables' optimizers: new ones, with the model's rows
+                        // (and the warm-up where it stood).
+                        batched = Some(Batched::new(&model, &job, b.steps()));
                     }
                     note.push_str(&format!("; learning rates divided by {decay}"));
                 }
@@ -344,10 +355,11 @@ struct Batched {
 
 impl Batched {
     /// An in-process server holding `model`'s rows (non-empty when resuming).
-    fn new(model: &Model, job: &JobConfig) -> Self {
+    fn new(model: &Model, job: &JobConfig, steps_done: u64) -> Self {
         let threads = job.train.threads;
         let specs = model.net.tables().to_vec();
-        let cluster = LocalCluster::new(specs, 1, LocalClocks::new(threads, job.cluster.staleness, 0));
+        let clocks = LocalClocks::new(threads, job.cluster.staleness, 0);
+        let cluster = LocalCluster::with_warmup(specs, 1, clocks, job.train.warmup_steps, steps_done);
         for (store, table) in cluster.servers()[0].tables().iter().zip(&model.tables) {
             copy_rows(table.as_dyn(), store);
         }
@@ -372,7 +384,7 @@ impl Batched {
             inputs,
             rank,
             world,
-            batch_size: job.batch_size(false),
+            batch_size: job.batch_size(false, world),
             // In-process pulls have no latency to hide.
             prefetch: false,
         };
@@ -402,6 +414,11 @@ impl Batched {
             })?);
         }
         Ok(total)
+    }
+
+    /// Steps done so far by the slowest worker thread.
+    fn steps(&self) -> u64 {
+        self.clients.iter().map(|(c, _, _)| c.stats().steps).min().unwrap_or(0)
     }
 
     /// Copies the server's rows into the model's tables (for evaluation and saving).

@@ -236,6 +236,15 @@ impl Worker<'_> {
         self.model.step(&p.batch, &p.weights, step, Some(&mut b.grads), scratch, &mut |s, y, w| {
             metrics.add(loss.predict(s), y, w)
         });
+        if self.model.batch_mean() && self.world > 1 {
+            // Each worker's share of the mean over the step's examples on every worker: summed by
+            // a synchronous round, or applied one by one, the steps are those of one process
+            // learning from all of them (a row only this worker touched gets what it would there).
+            let share = 1.0 / self.world as f32;
+            for g in b.grads.grads.iter_mut().flatten() {
+                *g *= share;
+            }
+        }
     }
 
     /// Pushes the touched rows' gradients of every table and ends the step.
@@ -256,7 +265,8 @@ impl Worker<'_> {
                 &mut b.push_keys,
                 &mut b.push_grads,
             );
-            if !b.push_keys.is_empty() {
+            // A synchronous round counts every worker's push, empty or not.
+            if !b.push_keys.is_empty() || spec.sync {
                 client.push(t as u32, &b.push_keys, &b.push_grads)?;
             }
         }

@@ -54,6 +54,11 @@ pub struct GraphSettings {
     pub sparse_optimizer: Optimizer,
     /// Rule of the dense block.
     pub dense_optimizer: Optimizer,
+    /// The dense block and the batch-norm statistics are synchronous tables (hybrid mode when
+    /// sparse rows are asynchronous).
+    pub sync_dense: bool,
+    /// The embedding tables are synchronous too (fully synchronous training, under BSP).
+    pub sync_sparse: bool,
 }
 
 /// A source's way of reading the example.
@@ -278,6 +283,9 @@ impl GraphModel {
             ));
             tables.len() - 1
         });
+        for (i, t) in tables.iter_mut().enumerate() {
+            t.sync = if i < dense { settings.sync_sparse } else { settings.sync_dense };
+        }
         Ok(GraphModel {
             nodes,
             output,
@@ -410,6 +418,10 @@ impl Model for GraphModel {
 
     fn key_group(&self, field: u32) -> usize {
         self.group_of.get(field as usize).map_or(0, |&g| g as usize)
+    }
+
+    fn batch_mean(&self) -> bool {
+        true
     }
 
     fn scratch(&self) -> Box<dyn Any + Send> {

@@ -19,6 +19,8 @@ fn settings(per_field: bool) -> GraphSettings {
         per_field_tables: per_field,
         sparse_optimizer: Optimizer::adagrad_default(),
         dense_optimizer: Optimizer::adam_default(),
+        sync_dense: false,
+        sync_sparse: false,
     }
 }
 

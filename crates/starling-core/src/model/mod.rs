@@ -170,6 +170,13 @@ pub trait Model: Send + Sync + std::fmt::Debug {
     fn key_group(&self, _field: u32) -> usize {
         0
     }
+    /// True when [`Model::step`]'s gradients are means over the batch (deep models, as in
+    /// PyTorch), false when they are sums (LR, FM and FFM, as online learning adds them up).
+    /// Workers sharing a step then divide their means by their number, so that what the servers
+    /// add up is the mean over the whole step's examples.
+    fn batch_mean(&self) -> bool {
+        false
+    }
     /// Fresh scratch for [`Model::step`], one per thread.
     fn scratch(&self) -> Box<dyn Any + Send>;
     /// Scores every example of `batch` (sealed by [`MiniBatch::seal_groups`] with this model's

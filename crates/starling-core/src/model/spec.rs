@@ -74,6 +74,11 @@ pub struct TableSpec {
     /// Sparse tables: the key group whose keys index it (see `Model::key_group`).
     #[serde(default)]
     pub group: usize,
+    /// Synchronous: a server sums one step's pushes of every live worker and applies their mean
+    /// once, serving the next step only then (design.md, decision 12); otherwise each push is
+    /// applied as it comes, under the staleness rule.
+    #[serde(default)]
+    pub sync: bool,
 }
 
 impl Init {
@@ -162,7 +167,15 @@ impl TableSpec {
 
     /// A sparse table of `dim` weights per row, indexed by the keys of key group `group`.
     pub fn sparse(name: &str, dim: usize, optimizer: &Optimizer, init: Init, group: usize) -> Self {
-        TableSpec { name: name.to_string(), dim, optimizer: *optimizer, init, kind: TableKind::Sparse, group }
+        TableSpec {
+            name: name.to_string(),
+            dim,
+            optimizer: *optimizer,
+            init,
+            kind: TableKind::Sparse,
+            group,
+            sync: false,
+        }
     }
 
     /// A dense block of `len` floats stored as chunks of `chunk` floats (the last chunk padded).
@@ -174,6 +187,7 @@ impl TableSpec {
             init,
             kind: TableKind::Dense { len },
             group: 0,
+            sync: false,
         }
     }
 

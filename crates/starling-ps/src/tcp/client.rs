@@ -307,9 +307,11 @@ impl TcpClient {
         let id = self.next_id();
         let vb = frame::value_bytes(self.flags);
         let mut first_err = None;
+        // A synchronous table's rounds count one push per worker and server, empty or not.
+        let sync = self.tables[table as usize].sync;
         for s in 0..self.conns.len() {
             let (ks, pos) = (&self.split.keys[s], &self.split.pos[s]);
-            if ks.is_empty() {
+            if ks.is_empty() && !sync {
                 continue;
             }
             self.out.clear();

@@ -272,7 +272,14 @@ impl Conn<'_> {
             None => Err(PsError::UnknownTable { table: asked.get(), tables: server.tables().len() }),
         };
         match result {
-            Ok(()) => self.send_empty(Kind::Ack, h.id).await,
+            Ok(ticket) => {
+                // A synchronous push is acknowledged once its round is applied: that is the
+                // barrier the worker's next pull relies on.
+                if let Some(ticket) = ticket {
+                    server.wait_async(ticket).await;
+                }
+                self.send_empty(Kind::Ack, h.id).await
+            }
             Err(e) => self.send_error(h.id, &e.to_string()).await,
         }
     }

@@ -138,6 +138,13 @@ impl State {
         }
     }
 
+    /// Tells the servers that `rank` no longer counts in synchronous rounds.
+    fn worker_gone(&self, rank: usize) {
+        for s in &self.servers {
+            s.peer.send(&FromCoordinator::WorkerGone { rank });
+        }
+    }
+
     /// True when no active worker is in the middle of a step.
     fn quiescent(&self) -> bool {
         self.workers.iter().all(|w| w.done || w.lost.is_some() || w.pending.is_some())
@@ -158,6 +165,7 @@ impl State {
                 w.lost = Some(format!("{name}: {why}"));
                 w.pending = None;
                 self.clocks.lose(rank);
+                self.worker_gone(rank);
                 self.release();
             }
         }
@@ -240,6 +248,9 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
                     max_frame: cl.max_frame_mib << 20,
                     threads: cl.server_threads,
                     heartbeat_ms: (cl.heartbeat_secs * 1000.0) as u64,
+                    workers: plan.workers,
+                    warmup_steps: plan.job.train.warmup_steps,
+                    steps_done: plan.start_clocks.iter().copied().min().unwrap_or(0),
                 });
             }
             servers_assigned = true;
@@ -266,7 +277,7 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
                 plan.workers,
                 cl.staleness.mode(),
                 cl.staleness,
-                plan.job.batch_size(true),
+                plan.job.batch_size(true, plan.workers),
                 if cl.prefetching() { ", pulls prefetched" } else { "" }
             );
         }
@@ -610,6 +621,7 @@ fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
                     w.done = true;
                     w.progress = progress;
                     w.last_pass = last_pass;
+                    st.worker_gone(rank);
                     st.release();
                 }
                 ToCoordinator::Evaluated { test } => st.evaluated = Some(test),

@@ -34,13 +34,24 @@ pub fn run(opts: &ServerOptions) -> Result<(), ClusterError> {
     let addr = opts.advertise.clone().unwrap_or_else(|| local.to_string());
     let mut link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("server at {addr}"))?;
     link.send(&ToCoordinator::RegisterServer { addr: addr.clone() })?;
-    let FromCoordinator::ServerAssignment { id, tables, owned, resume_from, max_frame, threads, heartbeat_ms } =
-        link.recv()?
+    let FromCoordinator::ServerAssignment {
+        id,
+        tables,
+        owned,
+        resume_from,
+        max_frame,
+        threads,
+        heartbeat_ms,
+        workers,
+        warmup_steps,
+        steps_done,
+    } = link.recv()?
     else {
         return Err(ClusterError::Failed("the coordinator sent something other than this server's assignment".into()));
     };
     super::write_rank_file(opts.rank_file.as_deref(), id)?;
     let server = Arc::new(Server::new(id, &tables, &owned));
+    server.expect_workers(workers, warmup_steps, steps_done);
     let result =
         serve_assigned(&mut link, &server, listener, resume_from, max_frame, threads, heartbeat_ms, &opts.token);
     if let Err(e) = &result {
@@ -79,6 +90,7 @@ fn serve_assigned(
                 let info = checkpoint::write_shard_file(Path::new(&dir), server)?;
                 link.send(&ToCoordinator::CheckpointWritten { info })?;
             }
+            Ok(FromCoordinator::WorkerGone { rank }) => server.leave(rank),
             Ok(FromCoordinator::Shutdown) => {
                 link.send(&ToCoordinator::Load { stats: server.stats() })?;
                 endpoint.shutdown();

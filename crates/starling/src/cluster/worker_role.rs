@@ -175,7 +175,7 @@ fn train(
     client: &mut RemoteClient,
     progress: &Progress,
 ) -> Result<(), ClusterError> {
-    let batch_size = job.batch_size(true);
+    let batch_size = job.batch_size(true, world);
     let prefetch = job.cluster.prefetching();
     let worker = Worker { job, model, inputs, rank, world, batch_size, prefetch };
     let mut pos = Position { step: 0, skip: start_clock };
