@@ -180,6 +180,37 @@ impl Metrics {
     }
 }
 
+/// Mean and standard deviation of a stream of values (Welford's update, in f64).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Moments {
+    n: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Moments {
+    /// Counts one value.
+    pub fn add(&mut self, x: f64) {
+        self.n += 1;
+        let d = x - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (x - self.mean);
+    }
+
+    /// Values counted.
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+
+    /// Mean and (population) standard deviation; a constant or absent value gives 1, so
+    /// standardising by it leaves values centred but unscaled.
+    pub fn mean_std(&self) -> (f32, f32) {
+        let var = if self.n > 0 { self.m2 / self.n as f64 } else { 0.0 };
+        let std = var.sqrt();
+        (self.mean as f32, if std > 1e-12 { std as f32 } else { 1.0 })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,9 @@ use crate::config::JobConfig;
 /// Examples [`Inputs::preflight`] reads: enough to meet a bad header or format, cheap next to training.
 const PREFLIGHT_EXAMPLES: u32 = 1000;
 
+/// Training examples the statistics of numeric inputs are computed from.
+const NUMERIC_STATS_EXAMPLES: u64 = 1_000_000;
+
 /// Input paths for messages: `data/a.tsv, data/b.tsv`.
 pub fn show_paths(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
@@ -180,6 +183,52 @@ impl Inputs {
     /// Fields the pipeline produces (FFM sizes its rows by it).
     pub fn num_fields(&self) -> usize {
         self.pipeline.num_fields()
+    }
+
+    /// Fills `job.model.numeric_stats` for every field the model's `numeric` blocks read and
+    /// the job has no statistics of, from the first examples of these (training) inputs. A
+    /// field's value in an example is the sum of its features' values; examples without the
+    /// field do not count. Names that are not fields are left to the model's own refusal.
+    pub fn resolve_numeric_stats(&self, job: &mut JobConfig) -> Result<(), InputError> {
+        let fields = self.fields();
+        let want: Vec<(usize, String)> = job
+            .model
+            .numeric_fields()
+            .into_iter()
+            .filter(|name| !job.model.numeric_stats.contains_key(name))
+            .filter_map(|name| fields.names.iter().position(|n| *n == name).map(|f| (f, name)))
+            .collect();
+        if want.is_empty() {
+            return Ok(());
+        }
+        let mut slot = vec![None; fields.names.len()];
+        for (i, (f, _)) in want.iter().enumerate() {
+            slot[*f] = Some(i);
+        }
+        let mut moments = vec![starling_core::metrics::Moments::default(); want.len()];
+        let (mut sums, mut seen) = (vec![0f64; want.len()], vec![false; want.len()]);
+        let mut reader = self.reader(0, 1)?;
+        let mut ex = Example::default();
+        let mut read = 0;
+        while read < NUMERIC_STATS_EXAMPLES && reader.next(&mut ex)? {
+            read += 1;
+            sums.fill(0.0);
+            seen.fill(false);
+            for feat in &ex.features {
+                if let Some(i) = slot.get(feat.field as usize).copied().flatten() {
+                    sums[i] += f64::from(feat.value);
+                    seen[i] = true;
+                }
+            }
+            for i in (0..want.len()).filter(|&i| seen[i]) {
+                moments[i].add(sums[i]);
+            }
+        }
+        for ((_, name), m) in want.into_iter().zip(moments) {
+            let (mean, std) = m.mean_std();
+            job.model.numeric_stats.insert(name, [mean, std]);
+        }
+        Ok(())
     }
 
     /// The fields the pipeline produces, by name, as a model graph reads them.

@@ -111,6 +111,7 @@ impl Net {
                     dense_optimizer: job.model.dense_optimizer,
                     sync_dense: job.cluster.dense_sync(),
                     sync_sparse: job.cluster.staleness == starling_ps::Staleness::Bounded(0),
+                    numeric_stats: job.model.numeric_stats.iter().map(|(f, &[m, s])| (f.clone(), (m, s))).collect(),
                 };
                 let g = GraphModel::build(&blocks, job.model.output.as_deref(), fields, &settings)
                     .map_err(|e| ConfigError::Invalid { field: "model", message: e.to_string() })?;

@@ -150,7 +150,7 @@ pub fn train(job: &JobConfig, quiet: bool) -> Result<(Model, TrainReport), Train
 /// `valid` and `train.patience` or `train.lr_decay_on_plateau`, every pass is scored on `valid`
 /// and the best pass's model is kept (early stopping).
 pub fn train_on(
-    job: JobConfig,
+    mut job: JobConfig,
     train_inputs: &Inputs,
     test_inputs: Option<&Inputs>,
     valid_inputs: Option<&Inputs>,
@@ -159,8 +159,11 @@ pub fn train_on(
     job.validate()?;
     let fields = train_inputs.fields();
     let mut model = match job.train.init_model.clone() {
-        Some(path) => resume(&job, fields, &path)?,
-        None => Model::new(&job, fields)?,
+        Some(path) => resume(&mut job, fields, &path)?,
+        None => {
+            train_inputs.resolve_numeric_stats(&mut job)?;
+            Model::new(&job, fields)?
+        }
     };
 
     let mut report = TrainReport::default();
@@ -476,8 +479,13 @@ fn learn_stream<T: Table>(
 }
 
 /// Loads the model to continue from and checks it is the model `job` describes.
-fn resume(job: &JobConfig, fields: Fields, path: &std::path::Path) -> Result<Model, TrainError> {
+fn resume(job: &mut JobConfig, fields: Fields, path: &std::path::Path) -> Result<Model, TrainError> {
     let old = model_file::load(path)?;
+    // The weights learned what the saved model's numeric inputs looked like: keep its statistics.
+    for (field, stats) in &old.job.model.numeric_stats {
+        job.model.numeric_stats.entry(field.clone()).or_insert(*stats);
+    }
+    let job = &*job;
     let incompatible = |message: String| TrainError::Incompatible { path: path.display().to_string(), message };
     let fresh = Net::new(job, &fields)?;
     let net = match (&old.net, fresh) {

@@ -76,6 +76,29 @@ fn every_ready_model_learns_and_saves_exactly() {
 }
 
 #[test]
+fn numeric_columns_enter_the_mlp_standardised_on_the_training_data() {
+    let mut job = small_job(ModelKind::DeepFm);
+    job.model.numeric_inputs = (1..=13).map(|i| format!("I{i}")).collect();
+    // Under log_bucket a column's value is its bucket's 1: refused before training.
+    let err = refusal(&job);
+    assert!(err.contains("model.numeric_inputs") && err.contains("log1p"), "{err}");
+    job.features.numeric = starling_data::NumericTransform::Log1p;
+    let (model, report) = trainer::train(&job, true).unwrap();
+    assert!(report.test.unwrap().auc.unwrap() > 0.62);
+    // The statistics are the training data's, and travel with the model.
+    let stats = &model.job.model.numeric_stats;
+    assert_eq!(stats.len(), 13, "{stats:?}");
+    let [mean, std] = stats["I1"];
+    assert!(mean > 0.0 && std > 0.0 && std != 1.0, "I1: mean {mean}, std {std}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("num.model");
+    model_file::save(&model, &path).unwrap();
+    let loaded = model_file::load(&path).unwrap();
+    assert_eq!(loaded.job.model.numeric_stats, *stats);
+    assert_eq!(predictions(&model), predictions(&loaded));
+}
+
+#[test]
 fn a_resumed_deep_model_equals_uninterrupted_training() {
     let mut two = small_job(ModelKind::DeepFm);
     two.data.test.clear();

@@ -59,6 +59,9 @@ pub struct GraphSettings {
     pub sync_dense: bool,
     /// The embedding tables are synchronous too (fully synchronous training, under BSP).
     pub sync_sparse: bool,
+    /// Mean and standard deviation of each field a `numeric` block reads, by field name,
+    /// computed on the training data.
+    pub numeric_stats: BTreeMap<String, (f32, f32)>,
 }
 
 /// A source's way of reading the example.
@@ -68,6 +71,9 @@ enum Source {
     Embedding { pool: FieldPool, slot: Vec<Option<u32>>, offset: usize },
     /// `Σ value · w` over the features of the fields it reads.
     Linear { reads: Vec<bool>, offset: usize },
+    /// Numeric fields as a dense vector: `slot[field]`'s entry is `(Σ value - mean) / std` over
+    /// the field's features, 0 (the mean) when the example has none. No parameters.
+    Numeric { slot: Vec<Option<u32>>, mean: Vec<f32>, inv_std: Vec<f32> },
 }
 
 #[derive(Debug)]
@@ -165,6 +171,29 @@ impl GraphModel {
             let in_shapes: Vec<Shape> = inputs[i].iter().map(|&j| shapes[position[j]]).collect();
             let mut cx = BuildCx::new(&b.name, &b.block, &in_shapes, &b.options);
             let (op, shape) = match b.block.as_str() {
+                "numeric" => {
+                    if !in_shapes.is_empty() {
+                        return Err(cx.shape_error("reads the example itself, so it takes no `input`"));
+                    }
+                    if cx.strs("fields")?.is_none_or(|f| f.is_empty()) {
+                        return Err(cx.option_error("option `fields` must list the numeric fields it reads"));
+                    }
+                    let reads = read_fields(&mut cx, &b.name, fields, false)?;
+                    let (mut slot, mut mean, mut inv_std) = (vec![None; fields.names.len()], Vec::new(), Vec::new());
+                    for (f, name) in fields.names.iter().enumerate().filter(|(f, _)| reads[*f]) {
+                        let &(m, sd) = settings.numeric_stats.get(name).ok_or_else(|| {
+                            cx.option_error(format!(
+                                "field `{name}` has no mean and standard deviation (model.numeric_stats)"
+                            ))
+                        })?;
+                        slot[f] = Some(mean.len() as u32);
+                        mean.push(m);
+                        inv_std.push(if sd > 0.0 { 1.0 / sd } else { 1.0 });
+                    }
+                    cx.finish()?;
+                    let width = mean.len();
+                    (Op::Source(Source::Numeric { slot, mean, inv_std }), Shape::flat(width))
+                }
                 "embedding" | "linear" => {
                     if !in_shapes.is_empty() {
                         return Err(cx.shape_error("reads the example itself, so it takes no `input`"));
@@ -327,21 +356,27 @@ impl GraphModel {
 /// bias out: a constant vector only shifts what the other blocks learn).
 fn read_fields(cx: &mut BuildCx<'_>, block: &str, fields: &Fields, skip_bias: bool) -> Result<Vec<bool>, GraphError> {
     let n = fields.names.len();
-    match cx.strs("fields")? {
-        None => Ok((0..n).map(|f| !(skip_bias && fields.bias == Some(f as u32))).collect()),
+    let field = |name: &str| {
+        fields.names.iter().position(|x| x == name).ok_or_else(|| GraphError::UnknownField {
+            block: block.into(),
+            field: name.into(),
+            known: fields.names.join(", "),
+        })
+    };
+    let mut reads = match cx.strs("fields")? {
+        None => (0..n).map(|f| !(skip_bias && fields.bias == Some(f as u32))).collect(),
         Some(names) => {
             let mut reads = vec![false; n];
             for name in names {
-                let f = fields.names.iter().position(|x| *x == name).ok_or_else(|| GraphError::UnknownField {
-                    block: block.into(),
-                    field: name.clone(),
-                    known: fields.names.join(", "),
-                })?;
-                reads[f] = true;
+                reads[field(&name)?] = true;
             }
-            Ok(reads)
+            reads
         }
+    };
+    for name in cx.strs("exclude")?.unwrap_or_default() {
+        reads[field(&name)?] = false;
     }
+    Ok(reads)
 }
 
 /// Blocks in an order where every block comes after its inputs, or the cycle that prevents it.
@@ -495,6 +530,21 @@ impl Model for GraphModel {
                                     .map(|(j, f)| f.value * row(j)[*offset])
                                     .sum();
                             }
+                            Source::Numeric { slot, mean, inv_std } => {
+                                let w = mean.len();
+                                let (o, seen) = (&mut out[e * w..(e + 1) * w], &mut s.counts[i]);
+                                seen.clear();
+                                seen.resize(w, 0.0);
+                                for f in feats {
+                                    if let Some(sl) = slot.get(f.field as usize).copied().flatten() {
+                                        o[sl as usize] += f.value;
+                                        seen[sl as usize] = 1.0;
+                                    }
+                                }
+                                for (k, v) in o.iter_mut().enumerate() {
+                                    *v = if seen[k] > 0.0 { (*v - mean[k]) * inv_std[k] } else { 0.0 };
+                                }
+                            }
                         }
                         occ += feats.len();
                     }
@@ -623,6 +673,8 @@ impl Model for GraphModel {
                                     *touched = true;
                                 }
                             }
+                            // Inputs, not parameters: nothing to learn.
+                            Source::Numeric { .. } => {}
                         }
                     }
                 }

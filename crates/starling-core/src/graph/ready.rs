@@ -26,6 +26,9 @@ pub struct ReadyOptions {
     pub v2: bool,
     /// Heads of FinalMLP's bilinear fusion.
     pub heads: usize,
+    /// Numeric fields fed, standardised, to the MLPs as a dense vector (a `numeric` block)
+    /// instead of through the embeddings and the wide part.
+    pub numeric: Vec<String>,
 }
 
 impl Default for ReadyOptions {
@@ -41,6 +44,7 @@ impl Default for ReadyOptions {
             cross_layers: 3,
             v2: false,
             heads: 10,
+            numeric: Vec::new(),
         }
     }
 }
@@ -64,47 +68,74 @@ impl ReadyOptions {
     }
 
     fn embedding(&self) -> BlockConfig {
-        BlockConfig::new("emb", "embedding", &[]).with("dim", self.embedding_dim)
+        self.without_numeric(BlockConfig::new("emb", "embedding", &[]).with("dim", self.embedding_dim))
+    }
+
+    fn wide(&self) -> BlockConfig {
+        self.without_numeric(BlockConfig::new("wide", "linear", &[]))
+    }
+
+    fn without_numeric(&self, b: BlockConfig) -> BlockConfig {
+        if self.numeric.is_empty() {
+            b
+        } else {
+            b.with("exclude", self.numeric.clone())
+        }
+    }
+
+    /// An MLP's inputs: `input`, and the numeric block when there is one.
+    fn mlp_input<'a>(&self, input: &[&'a str]) -> Vec<&'a str> {
+        let numeric = (!self.numeric.is_empty()).then_some("numeric");
+        input.iter().copied().chain(numeric).collect()
+    }
+
+    /// The graph's blocks, with the numeric block first when there is one.
+    fn blocks(&self, blocks: Vec<BlockConfig>) -> Vec<BlockConfig> {
+        if self.numeric.is_empty() {
+            return blocks;
+        }
+        let numeric = BlockConfig::new("numeric", "numeric", &[]).with("fields", self.numeric.clone());
+        std::iter::once(numeric).chain(blocks).collect()
     }
 }
 
 /// The graph of a ready model, or `None` for the shallow kinds and `graph`.
 pub fn ready_graph(kind: ModelKind, o: &ReadyOptions) -> Option<Vec<BlockConfig>> {
     let with_score = |sizes: &[usize]| sizes.iter().copied().chain([1]).collect::<Vec<_>>();
-    Some(match kind {
+    Some(o.blocks(match kind {
         ModelKind::Lr | ModelKind::Fm | ModelKind::Ffm | ModelKind::Graph => return None,
         ModelKind::WideDeep => vec![
-            BlockConfig::new("wide", "linear", &[]),
+            o.wide(),
             o.embedding(),
-            o.mlp("deep", &["emb"], &with_score(&o.mlp), false),
+            o.mlp("deep", &o.mlp_input(&["emb"]), &with_score(&o.mlp), false),
             BlockConfig::new("score", "sum", &["wide", "deep"]),
         ],
         ModelKind::DeepFm => vec![
-            BlockConfig::new("wide", "linear", &[]),
+            o.wide(),
             o.embedding(),
             BlockConfig::new("fm", "fm", &["emb"]),
-            o.mlp("deep", &["emb"], &with_score(&o.mlp), false),
+            o.mlp("deep", &o.mlp_input(&["emb"]), &with_score(&o.mlp), false),
             BlockConfig::new("score", "sum", &["wide", "fm", "deep"]),
         ],
         ModelKind::Dcn => vec![
             o.embedding(),
             BlockConfig::new("cross", "cross", &["emb"]).with("layers", o.cross_layers).with("v2", o.v2),
-            o.mlp("deep", &["emb"], &o.mlp, true),
+            o.mlp("deep", &o.mlp_input(&["emb"]), &o.mlp, true),
             BlockConfig::new("score", "mlp", &["cross", "deep"]).with("sizes", vec![1usize]),
         ],
         ModelKind::Dlrm => vec![
             o.embedding(),
             BlockConfig::new("interact", "dot", &["emb"]),
-            o.mlp("top", &["interact"], &with_score(&o.mlp), false),
+            o.mlp("top", &o.mlp_input(&["interact"]), &with_score(&o.mlp), false),
         ],
         ModelKind::FinalMlp => vec![
             o.embedding(),
             // Each stream sees the embeddings through its own learned gate (feature selection).
             BlockConfig::new("gated1", "gate", &["emb"]),
-            o.mlp("stream1", &["gated1"], &o.mlp, true),
+            o.mlp("stream1", &o.mlp_input(&["gated1"]), &o.mlp, true),
             BlockConfig::new("gated2", "gate", &["emb"]),
-            o.mlp("stream2", &["gated2"], &o.mlp2, true),
+            o.mlp("stream2", &o.mlp_input(&["gated2"]), &o.mlp2, true),
             BlockConfig::new("score", "bilinear", &["stream1", "stream2"]).with("heads", o.heads),
         ],
-    })
+    }))
 }

@@ -215,7 +215,7 @@ impl<'a> BuildCx<'a> {
 pub type Builder = Arc<dyn Fn(&mut BuildCx<'_>) -> Result<Built, GraphError> + Send + Sync>;
 
 /// Kinds read straight from the example by the graph itself.
-pub const SOURCE_KINDS: [&str; 2] = ["embedding", "linear"];
+pub const SOURCE_KINDS: [&str; 3] = ["embedding", "linear", "numeric"];
 
 /// The built-in kinds, made once.
 fn builtin() -> &'static BTreeMap<String, Builder> {

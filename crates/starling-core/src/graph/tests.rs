@@ -21,6 +21,7 @@ fn settings(per_field: bool) -> GraphSettings {
         dense_optimizer: Optimizer::adam_default(),
         sync_dense: false,
         sync_sparse: false,
+        numeric_stats: [("genre".to_string(), (1.0, 2.0))].into(),
     }
 }
 
@@ -103,6 +104,40 @@ fn check_graph(model: &GraphModel, what: &str) {
         }
     }
     assert!(checked > 10, "{what}: too few non-zero gradients checked ({checked})");
+}
+
+#[test]
+fn every_ready_model_with_a_numeric_input_has_the_gradient_of_its_loss() {
+    for kind in [ModelKind::WideDeep, ModelKind::DeepFm, ModelKind::Dcn, ModelKind::Dlrm, ModelKind::FinalMlp] {
+        let graph = ready_graph(kind, &ReadyOptions { numeric: vec!["genre".into()], ..small() }).unwrap();
+        let m = GraphModel::build(&graph, None, &fields(), &settings(false)).unwrap();
+        check_graph(&m, &format!("{kind} with genre numeric"));
+    }
+}
+
+#[test]
+fn a_numeric_block_standardises_its_fields_and_needs_their_statistics() {
+    let graph = vec![
+        BlockConfig::new("num", "numeric", &[]).with("fields", vec!["genre".to_string()]),
+        BlockConfig::new("lin", "linear", &[]),
+        BlockConfig::new("score", "sum", &["num", "lin"]),
+    ];
+    let m = GraphModel::build(&graph, None, &fields(), &settings(false)).unwrap();
+    let b = batch(&m);
+    // Zero weights: the score is the numeric block's output.
+    let w: Vec<Vec<f32>> = random_weights(&m, &b).iter().map(|t| vec![0.0; t.len()]).collect();
+    let mut scores = Vec::new();
+    m.step(&b, &w, 0, None, m.scratch().as_mut(), &mut |s, _, _| scores.push(s));
+    // genre sums 2, 0.5, nothing and 2; mean 1, standard deviation 2; a missing field is the mean.
+    assert_eq!(scores, [0.5, -0.25, 0.0, 0.5]);
+    let mut no_stats = settings(false);
+    no_stats.numeric_stats.clear();
+    let err = GraphModel::build(&graph, None, &fields(), &no_stats).unwrap_err().to_string();
+    assert!(err.contains("block `num`") && err.contains("field `genre` has no mean"), "{err}");
+    let mut bare = graph.clone();
+    bare[0] = BlockConfig::new("num", "numeric", &[]);
+    let err = GraphModel::build(&bare, None, &fields(), &settings(false)).unwrap_err().to_string();
+    assert!(err.contains("must list the numeric fields"), "{err}");
 }
 
 #[test]

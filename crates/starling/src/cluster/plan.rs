@@ -52,6 +52,7 @@ impl Plan {
                 .preflight(&format!("the holdout {}", crate::input::show_paths(&test)))?;
         }
         let fields = inputs.fields();
+        inputs.resolve_numeric_stats(&mut job)?;
         Plan::resolved(job, servers, workers, token, fields)
     }
 

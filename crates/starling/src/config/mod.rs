@@ -4,6 +4,7 @@
 //! values become keys), `[model]`, `[optimizer]`, `[train]`. Unknown keys are errors, so a typo
 //! never silently falls back to a default.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use starling_core::graph::BlockConfig;
 use starling_core::metrics::Metric;
 use starling_core::nn::Activation;
 use starling_core::{Loss, ModelKind, ModelSpec, Optimizer, ShallowKind};
-use starling_data::PipelineConfig;
+use starling_data::{Format, NumericTransform, PipelineConfig};
 use starling_ps::Staleness;
 
 mod reference;
@@ -122,6 +123,14 @@ pub struct ModelConfig {
     /// required); the embeddings follow `[optimizer]`.
     #[serde(deserialize_with = "optimizer_with_name")]
     pub dense_optimizer: Optimizer,
+    /// Ready deep models: numeric fields (`I1`, ..., or CSV columns) fed to the MLPs as a dense
+    /// vector, each standardised by its mean and standard deviation on the training data,
+    /// instead of through the embeddings and the wide part. Criteo and CSV columns need
+    /// `features.numeric = "log1p"` or `"raw"` (under `log_bucket` a value is its bucket's 1).
+    pub numeric_inputs: Vec<String>,
+    /// Mean and standard deviation (`[mean, std]`) of every field a `numeric` block reads;
+    /// computed from the first 1,000,000 training examples when absent, and kept with the model.
+    pub numeric_stats: BTreeMap<String, [f32; 2]>,
 }
 
 /// An optimizer table that names its rule: unlike `[optimizer]`, whose rule defaults to AdaGrad,
@@ -168,6 +177,8 @@ impl Default for ModelConfig {
             blocks: Vec::new(),
             output: None,
             dense_optimizer: Optimizer::adam_default(),
+            numeric_inputs: Vec::new(),
+            numeric_stats: BTreeMap::new(),
         }
     }
 }
@@ -185,7 +196,25 @@ impl ModelConfig {
             cross_layers: self.cross_layers,
             v2: self.v2,
             heads: self.heads,
+            numeric: self.numeric_inputs.clone(),
         }
+    }
+
+    /// The fields the model's `numeric` blocks read, in block order.
+    pub fn numeric_fields(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for b in self.graph().unwrap_or_default().iter().filter(|b| b.block == "numeric") {
+            if let Some(starling_core::graph::OptValue::List(items)) = b.options.get("fields") {
+                for i in items {
+                    if let starling_core::graph::OptValue::Str(f) = i {
+                        if !out.contains(f) {
+                            out.push(f.clone());
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// The blocks of a deep model: the ready model's graph, or `blocks` for `kind = "graph"`;
@@ -518,6 +547,30 @@ impl JobConfig {
         }
         if self.features.hash_bits > 40 {
             return bad("features.hash_bits", "must be at most 40 (0 keeps full 64-bit keys in a hash table)");
+        }
+        if !self.model.numeric_inputs.is_empty() {
+            if self.model.kind.shallow().is_some() || self.model.kind == ModelKind::Graph {
+                return bad(
+                    "model.numeric_inputs",
+                    "is read by the ready deep models; LR, FM and FFM take numeric values as features, and a graph lists them in a `numeric` block",
+                );
+            }
+            if self.features.numeric == NumericTransform::LogBucket
+                && matches!(self.features.format, Format::Criteo | Format::Csv | Format::Parquet)
+            {
+                return bad(
+                    "model.numeric_inputs",
+                    "needs features.numeric = \"log1p\" or \"raw\": under \"log_bucket\" a numeric column's value is 1 and its bucket is the key",
+                );
+            }
+        }
+        for (field, [mean, std]) in &self.model.numeric_stats {
+            if !(mean.is_finite() && std.is_finite() && *std > 0.0) {
+                return bad(
+                    "model.numeric_stats",
+                    &format!("{field}: expected [mean, std] with a finite mean and std > 0"),
+                );
+            }
         }
         if self.train.batch_size > 10_000_000 {
             return bad("train.batch_size", "must be at most 10000000");
