@@ -103,22 +103,15 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// `servers` in-process servers for `specs`, gating `workers` worker threads by `clocks`.
     pub fn new(specs: Vec<TableSpec>, servers: usize, clocks: LocalClocks) -> Arc<Self> {
-        Self::with_warmup(specs, servers, clocks, 0, 0)
+        Self::with_warmup(specs, servers, clocks, 0)
     }
 
-    /// [`LocalCluster::new`] whose tables warm their step sizes up over `warmup_steps` steps,
-    /// `steps_done` of them behind.
-    pub fn with_warmup(
-        specs: Vec<TableSpec>,
-        servers: usize,
-        clocks: LocalClocks,
-        warmup_steps: u64,
-        steps_done: u64,
-    ) -> Arc<Self> {
+    /// [`LocalCluster::new`] whose tables warm their step sizes up over `warmup_steps` steps.
+    pub fn with_warmup(specs: Vec<TableSpec>, servers: usize, clocks: LocalClocks, warmup_steps: u64) -> Arc<Self> {
         let map = ShardMap::even(servers);
         let servers: Vec<Server> = (0..servers).map(|i| Server::new(i, &specs, &map.vshards_of(i))).collect();
         for s in &servers {
-            s.expect_workers(clocks.workers(), warmup_steps, steps_done);
+            s.expect_workers(clocks.workers(), warmup_steps, 0);
         }
         Arc::new(LocalCluster { specs, map, servers, clocks })
     }
@@ -161,9 +154,10 @@ pub struct LocalClient {
 
 impl LocalClient {
     /// Counts this worker again after [`ParamClient::finish`] (threads of `starling train` meet
-    /// between passes, so each finishes its pass and rejoins for the next).
+    /// between passes, so each finishes its pass and rejoins for the next). Every thread must
+    /// rejoin before any starts the pass, or the first to start would step alone.
     pub fn rejoin(&mut self) {
-        self.cluster.clocks.rejoin(self.worker);
+        self.clock = self.cluster.clocks.rejoin(self.worker);
         for s in &self.cluster.servers {
             s.join(self.worker);
         }

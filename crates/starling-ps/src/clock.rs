@@ -198,11 +198,15 @@ impl ClockTable {
         }
     }
 
-    /// Makes a finished `worker` active again (a new pass of an in-process job).
-    pub fn rejoin(&mut self, worker: usize) {
+    /// Makes a finished `worker` active again (a new pass of an in-process job), at the clock of
+    /// the furthest worker, which it returns: threads whose passes had different numbers of steps
+    /// start the next one level, so a step of one pairs with the same step of the others.
+    pub fn rejoin(&mut self, worker: usize) -> u64 {
         if self.states[worker] == WorkerState::Done {
             self.states[worker] = WorkerState::Active;
+            self.clocks[worker] = self.clocks.iter().copied().max().unwrap_or(0);
         }
+        self.clocks[worker]
     }
 
     /// Marks `worker` as lost: it holds nobody back any more.
@@ -267,9 +271,9 @@ impl LocalClocks {
         self.inner.1.notify_all();
     }
 
-    /// A finished `worker` starts another pass.
-    pub fn rejoin(&self, worker: usize) {
-        self.lock().rejoin(worker);
+    /// A finished `worker` starts another pass, at the clock returned (see [`ClockTable::rejoin`]).
+    pub fn rejoin(&self, worker: usize) -> u64 {
+        self.lock().rejoin(worker)
     }
 
     /// A copy of the table, for reports.
@@ -304,6 +308,18 @@ mod tests {
         assert!(t.may_start(2));
         t.finish(0);
         assert!(t.all_finished());
+    }
+
+    #[test]
+    fn a_worker_rejoining_for_a_new_pass_starts_level_with_the_furthest() {
+        let mut t = ClockTable::new(2, Staleness::Bounded(0), 0);
+        t.advance(0, 5);
+        t.advance(1, 4);
+        t.finish(0);
+        t.finish(1);
+        assert_eq!(t.rejoin(1), 5);
+        assert_eq!(t.rejoin(0), 5);
+        assert!(t.may_start(5) && !t.may_start(6));
     }
 
     #[test]

@@ -70,6 +70,11 @@ impl Server {
         }
     }
 
+    /// Multiplies every table's step size by `factor` from the next push on.
+    pub fn scale_lr(&self, factor: f32) {
+        self.tables.iter().for_each(|t| t.scale_lr(factor));
+    }
+
     /// Worker `worker` is counted again in synchronous rounds (a new pass of an in-process job).
     pub fn join(&self, worker: usize) {
         self.rounds.iter().flatten().for_each(|r| r.join(worker));

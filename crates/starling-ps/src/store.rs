@@ -5,7 +5,7 @@
 //! written to or read from a checkpoint as a unit.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use starling_core::table::{KeyMap, Table};
@@ -99,6 +99,8 @@ pub struct Store {
     pushes: AtomicU64,
     /// Pushes that make one step: the workers, or 1 for a synchronous table's rounds.
     per_step: AtomicU64,
+    /// Factor on the table's step size (an `f32`'s bits): a schedule's decay.
+    lr_scale: AtomicU32,
 }
 
 impl Store {
@@ -116,7 +118,14 @@ impl Store {
             warmup: AtomicU64::new(0),
             pushes: AtomicU64::new(0),
             per_step: AtomicU64::new(1),
+            lr_scale: AtomicU32::new(1f32.to_bits()),
         }
+    }
+
+    /// Multiplies the table's step size by `factor` from the next push on (a decay on plateau).
+    pub fn scale_lr(&self, factor: f32) {
+        let now = f32::from_bits(self.lr_scale.load(Ordering::Relaxed));
+        self.lr_scale.store((now * factor).to_bits(), Ordering::Relaxed);
     }
 
     /// Warms the step size up over `steps` steps (0: off), of which `done` are behind (a resumed
@@ -128,11 +137,15 @@ impl Store {
         self.warmup.store(steps, Ordering::Relaxed);
     }
 
-    /// The table's rule for the next push: during a warm-up, its step size times
-    /// `(step + 1) / warmup`.
+    /// The table's rule for the next push: its step size times the decay so far and, during a
+    /// warm-up, `(step + 1) / warmup`.
     #[inline]
     fn rule(&self) -> Optimizer {
         let mut opt = self.spec.optimizer;
+        let scale = f32::from_bits(self.lr_scale.load(Ordering::Relaxed));
+        if scale != 1.0 {
+            opt.scale_lr(scale);
+        }
         let warmup = self.warmup.load(Ordering::Relaxed);
         if warmup > 0 {
             let step = self.pushes.fetch_add(1, Ordering::Relaxed) / self.per_step.load(Ordering::Relaxed);

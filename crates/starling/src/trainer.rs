@@ -1,7 +1,7 @@
 //! Training on one machine: Hogwild-style threads, each streaming its own slice of the input into
 //! one shared table, pass after pass, with progressive validation and a holdout at the end.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use starling_core::graph::Fields;
@@ -170,31 +170,50 @@ pub fn train_on(
     let start = Instant::now();
     // Deep models always learn in mini-batches; shallow ones online unless a batch is asked for.
     let online = model.net.learner().filter(|_| job.batch_size(false, job.train.threads) == 1);
-    if online.is_some() && job.train.warmup_steps > 0 {
-        return Err(ConfigError::Invalid {
-            field: "train.warmup_steps",
-            message: format!(
-                "a warm-up needs mini-batches: {} learns online here (train.batch_size 1); set train.batch_size",
-                job.model.kind
-            ),
+    for (field, set, what) in [
+        ("train.warmup_steps", job.train.warmup_steps > 0, "a warm-up"),
+        ("train.eval_every", job.train.eval_every > 0, "evaluating within a pass"),
+    ] {
+        if online.is_some() && set {
+            let kind = job.model.kind;
+            let message = format!(
+                "{what} needs mini-batches: {kind} learns online here (train.batch_size 1); set train.batch_size"
+            );
+            return Err(ConfigError::Invalid { field, message }.into());
         }
-        .into());
     }
-    let mut batched = online.is_none().then(|| Batched::new(&model, &job, 0));
-    let watch = valid_inputs.filter(|_| job.train.patience > 0 || job.train.lr_decay_on_plateau > 1.0);
-    let mut best: Option<Best> = None;
-    let mut worse_in_a_row = 0;
+    let mut batched = online.is_none().then(|| Batched::new(&model, &job));
+    let t = &job.train;
+    let watch = valid_inputs.filter(|_| t.patience > 0 || t.lr_decay_on_plateau > 1.0 || t.eval_every > 0);
+    let mut stopper = EarlyStop::default();
     for p in 0..job.train.passes {
         let pass = model.passes_done + 1;
         let progress = Progress::new(format!("pass {pass}"), quiet);
+        let more_passes = p + 1 < job.train.passes;
         let metrics = match &mut batched {
-            Some(b) => b.pass(&model, &job, train_inputs, pass, &progress)?,
+            Some(b) => {
+                let seen = model.examples_seen;
+                let every = job.train.eval_every;
+                let mut judge = |learned: u64| -> Result<Verdict, TrainError> {
+                    let valid = watch.expect("evaluations within a pass need a validation set");
+                    stopper.judge(&model, &job, valid, (pass, seen + learned), true, &mut report, &progress)
+                };
+                let between = watch.filter(|_| every > 0).map(|_| (every, &mut judge as &mut Judge<'_>));
+                match b.pass(&model, &job, train_inputs, pass, &progress, between) {
+                    Ok(metrics) => metrics,
+                    Err(e) => return Err(stopper.holdout_failure(&mut model, &job, e)),
+                }
+            }
             None => {
                 let learner = model.net.learner().expect("online training is for shallow models");
                 with_table!(model.table(), |t| run_pass(learner, t, &job, train_inputs, pass, &progress))?
             }
         };
         progress.finish();
+        if stopper.decayed != 1.0 {
+            // Decays the servers applied within the pass, for the model's own record.
+            model.net.scale_lr(std::mem::replace(&mut stopper.decayed, 1.0));
+        }
         let s = metrics.summary();
         if s.count == 0 {
             return Err(InputError::Empty("the training input".into()).into());
@@ -212,49 +231,40 @@ pub fn train_on(
                 b.copy_to(&model.tables);
             }
         }
+        if stopper.stopped {
+            report.stopped_early = true;
+            break;
+        }
         if let Some(valid) = watch {
-            let v = evaluate_or_keep(&mut model, &job, valid, quiet)?;
-            let (metric, value) = (job.train.monitor, job.train.monitor.value(&v));
-            report.valid.push((pass, v));
-            let improved = best.as_ref().is_none_or(|b| metric.better(value, b.value));
-            let mut note = String::new();
-            if improved {
-                worse_in_a_row = 0;
-                best = Some(Best::of(&model, value)?);
-                note.push_str(" (best so far)");
-            } else {
-                worse_in_a_row += 1;
-                let decay = job.train.lr_decay_on_plateau;
-                if decay > 1.0 && p + 1 < job.train.passes {
-                    model.net.scale_lr(1.0 / decay);
+            let at = (pass, model.examples_seen);
+            let verdict = match stopper.judge(&model, &job, valid, at, more_passes, &mut report, &progress) {
+                Ok(verdict) => verdict,
+                Err(e) => return Err(stopper.holdout_failure(&mut model, &job, e)),
+            };
+            match verdict {
+                Verdict::GoOn => {}
+                Verdict::Decay(f) => {
+                    model.net.scale_lr(f);
+                    stopper.decayed = 1.0;
                     if let Some(b) = &batched {
-                        // The servers hold the tables' optimizers: new ones, with the model's rows
-                        // (and the warm-up where it stood).
-                        batched = Some(Batched::new(&model, &job, b.steps()));
+                        b.scale_lr(f);
                     }
-                    note.push_str(&format!("; learning rates divided by {decay}"));
+                }
+                Verdict::Stop => {
+                    report.stopped_early = true;
+                    break;
                 }
             }
-            progress.println(&format!("[pass {pass}] valid {}{note}", describe(&v)));
-            if job.train.patience > 0 && worse_in_a_row >= job.train.patience {
-                progress.println(&format!(
-                    "[pass {pass}] early stop: {} passes without a better validation {}",
-                    worse_in_a_row,
-                    metric.name()
-                ));
-                report.stopped_early = true;
-                break;
-            }
         }
-        if job.train.eval_each_pass && p + 1 < job.train.passes {
+        if job.train.eval_each_pass && more_passes {
             if let Some(test) = test_inputs {
                 let t = evaluate_or_keep(&mut model, &job, test, quiet)?;
                 progress.println(&format!("[pass {pass}] test {}", describe(&t)));
             }
         }
     }
-    if let Some(b) = best.filter(|b| b.passes_done != model.passes_done) {
-        // The best pass's model is the one kept.
+    if let Some(b) = stopper.best.take().filter(|_| !stopper.last_was_best) {
+        // The best evaluation's model is the one kept.
         (model.tables, model.passes_done, model.examples_seen) = (b.tables, b.passes_done, b.examples_seen);
     }
     report.best_pass = watch.map(|_| model.passes_done);
@@ -301,15 +311,124 @@ struct Best {
 }
 
 impl Best {
-    /// A copy of `model`'s rows, scored `value`.
-    fn of(model: &Model, value: f64) -> Result<Best, TrainError> {
+    /// A copy of `model`'s rows, scored `value`, after `passes_done` passes (the last maybe in
+    /// progress) and `examples_seen` examples.
+    fn of(model: &Model, value: f64, (passes_done, examples_seen): (u32, u64)) -> Result<Best, TrainError> {
         let mut tables = Vec::with_capacity(model.tables.len());
         for (spec, t) in model.net.tables().iter().zip(&model.tables) {
             let copy = ModelTable::new(spec, model.job.features.hash_bits)?;
             copy_rows(t.as_dyn(), copy.as_dyn());
             tables.push(copy);
         }
-        Ok(Best { value, tables, passes_done: model.passes_done, examples_seen: model.examples_seen })
+        Ok(Best { value, tables, passes_done, examples_seen })
+    }
+}
+
+/// What an evaluation on the validation set decides.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Verdict {
+    /// Train on.
+    GoOn,
+    /// Train on with every step size multiplied by this factor (a plateau).
+    Decay(f32),
+    /// Stop: `patience` evaluations in a row without a better metric.
+    Stop,
+}
+
+/// An evaluation between steps, given the examples learned so far in the pass.
+type Judge<'a> = dyn FnMut(u64) -> Result<Verdict, TrainError> + 'a;
+
+/// Early stopping's state across evaluations (after passes, and every `train.eval_every`
+/// examples within them).
+struct EarlyStop {
+    /// The best evaluation's model.
+    best: Option<Best>,
+    /// The latest evaluation was the best: the model as it stands is the one to keep.
+    last_was_best: bool,
+    worse_in_a_row: u32,
+    /// Decays the servers applied within a pass, not yet applied to the model's own optimizers.
+    decayed: f32,
+    /// An evaluation within the pass stopped training.
+    stopped: bool,
+    /// Scoring the validation set failed (the model is then kept before the error is returned).
+    eval_failed: bool,
+}
+
+impl Default for EarlyStop {
+    fn default() -> Self {
+        EarlyStop {
+            best: None,
+            last_was_best: false,
+            worse_in_a_row: 0,
+            decayed: 1.0,
+            stopped: false,
+            eval_failed: false,
+        }
+    }
+}
+
+impl EarlyStop {
+    /// Scores `model` (its rows as they stand) on `valid` at `at` = (pass, examples seen),
+    /// records it in `report` and decides; a decay is offered only while `more_to_come`.
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        &mut self,
+        model: &Model,
+        job: &JobConfig,
+        valid: &Inputs,
+        at: (u32, u64),
+        more_to_come: bool,
+        report: &mut TrainReport,
+        progress: &Progress,
+    ) -> Result<Verdict, TrainError> {
+        let v = evaluate_inputs(model, valid, job.train.threads, true).map_err(|e| {
+            self.eval_failed = true;
+            TrainError::Input(e)
+        })?;
+        let (metric, value) = (job.train.monitor, job.train.monitor.value(&v));
+        report.valid.push((at.0, v));
+        self.last_was_best = self.best.as_ref().is_none_or(|b| metric.better(value, b.value));
+        let mut note = String::new();
+        let mut verdict = Verdict::GoOn;
+        if self.last_was_best {
+            self.worse_in_a_row = 0;
+            self.best = Some(Best::of(model, value, at)?);
+            note.push_str(" (best so far)");
+        } else {
+            self.worse_in_a_row += 1;
+            let decay = job.train.lr_decay_on_plateau;
+            if decay > 1.0 && more_to_come {
+                verdict = Verdict::Decay(1.0 / decay);
+                self.decayed /= decay;
+                note.push_str(&format!("; learning rates divided by {decay}"));
+            }
+        }
+        let pass = at.0;
+        progress.println(&format!("[pass {pass}] valid after {} examples {}{note}", at.1, describe(&v)));
+        if job.train.patience > 0 && self.worse_in_a_row >= job.train.patience {
+            progress.println(&format!(
+                "[pass {pass}] early stop: {} evaluations without a better validation {}",
+                self.worse_in_a_row,
+                metric.name()
+            ));
+            self.stopped = true;
+            verdict = Verdict::Stop;
+        }
+        Ok(verdict)
+    }
+
+    /// `e`, from a pass or an evaluation: when scoring the validation set failed, the model is
+    /// saved first (as for the holdout), so no finished training is lost.
+    fn holdout_failure(&mut self, model: &mut Model, job: &JobConfig, e: TrainError) -> TrainError {
+        let TrainError::Input(source) = e else { return e };
+        if !self.eval_failed {
+            return TrainError::Input(source);
+        }
+        match keep(model, job) {
+            Ok(Some(saved)) => TrainError::Holdout { saved, source },
+            Ok(None) => TrainError::Input(source),
+            Err(kept) => kept,
+        }
     }
 }
 
@@ -349,6 +468,91 @@ fn run_pass<T: Table>(
     })
 }
 
+/// Where the worker threads of a pass stand between evaluations: each pauses after every
+/// `per_thread` examples it learns, and the pass goes on once every thread still in it has paused
+/// and the evaluation has been judged.
+struct Segments {
+    /// Examples each thread learns between pauses (`None`: no pauses).
+    per_thread: Option<u64>,
+    state: Mutex<SegmentState>,
+    changed: Condvar,
+}
+
+struct SegmentState {
+    /// Threads still in the pass.
+    running: usize,
+    /// Threads waiting for the evaluation.
+    paused: usize,
+    /// Evaluations done in this pass.
+    done: u64,
+    /// An evaluation stopped training.
+    stop: bool,
+}
+
+impl Segments {
+    fn new(threads: usize, per_thread: Option<u64>) -> Self {
+        let state = SegmentState { running: threads, paused: 0, done: 0, stop: false };
+        Segments { per_thread, state: Mutex::new(state), changed: Condvar::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SegmentState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A thread that has learned `learned` examples this pass: pauses while an evaluation is due
+    /// or running; false when training stops.
+    fn pause(&self, learned: u64) -> bool {
+        let Some(per) = self.per_thread else { return true };
+        let mut st = self.lock();
+        if st.stop || learned / per <= st.done {
+            return !st.stop;
+        }
+        st.paused += 1;
+        let at = st.done;
+        self.changed.notify_all();
+        while st.done == at {
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        !st.stop
+    }
+
+    /// A thread's pass ended: nobody waits for it.
+    fn leave(&self) {
+        self.lock().running -= 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until every thread still in the pass has paused (`Some(examples learned by all of
+    /// them, by the pause count)`) or none is left (`None`).
+    fn all_paused(&self) -> Option<u64> {
+        let per = self.per_thread?;
+        let mut st = self.lock();
+        loop {
+            if st.running == 0 {
+                return None;
+            }
+            if st.paused > 0 && st.paused == st.running {
+                return Some((st.done + 1) * per * st.running as u64);
+            }
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Ends the pause: the threads go on, or stop when `go_on` is false.
+    fn resume(&self, go_on: bool) {
+        let mut st = self.lock();
+        st.stop = !go_on;
+        st.paused = 0;
+        st.done += 1;
+        self.changed.notify_all();
+    }
+}
+
+/// Multiplies every table's step size on `cluster`'s servers by `factor`.
+fn scale_lr(cluster: &LocalCluster, factor: f32) {
+    cluster.servers().iter().for_each(|s| s.scale_lr(factor));
+}
+
 /// Mini-batch training in one process: `threads` workers over an in-process parameter server,
 /// the same worker loop a cluster runs, gated by `cluster.staleness`.
 struct Batched {
@@ -358,11 +562,11 @@ struct Batched {
 
 impl Batched {
     /// An in-process server holding `model`'s rows (non-empty when resuming).
-    fn new(model: &Model, job: &JobConfig, steps_done: u64) -> Self {
+    fn new(model: &Model, job: &JobConfig) -> Self {
         let threads = job.train.threads;
         let specs = model.net.tables().to_vec();
         let clocks = LocalClocks::new(threads, job.cluster.staleness, 0);
-        let cluster = LocalCluster::with_warmup(specs, 1, clocks, job.train.warmup_steps, steps_done);
+        let cluster = LocalCluster::with_warmup(specs, 1, clocks, job.train.warmup_steps);
         for (store, table) in cluster.servers()[0].tables().iter().zip(&model.tables) {
             copy_rows(table.as_dyn(), store);
         }
@@ -371,7 +575,10 @@ impl Batched {
         Batched { cluster, clients }
     }
 
-    /// One pass of every worker thread.
+    /// One pass of every worker thread. With `between = (every, judge)`, the threads pause each
+    /// time each has learned its share of `every` more examples; the server's rows are then
+    /// copied into `model` and `judge(examples learned in the pass)` says whether to go on
+    /// ([`Verdict`]).
     fn pass(
         &mut self,
         model: &Model,
@@ -379,8 +586,15 @@ impl Batched {
         inputs: &Inputs,
         pass: u32,
         progress: &Progress,
+        between: Option<(u64, &mut Judge<'_>)>,
     ) -> Result<Metrics, TrainError> {
         let world = self.clients.len();
+        let (every, mut judge) = match between {
+            Some((every, judge)) => (Some(every), Some(judge)),
+            None => (None, None),
+        };
+        let segments = Segments::new(world, every.map(|e| (e / world as u64).max(1)));
+        let pause = |learned: u64| segments.pause(learned);
         let worker = |rank| Worker {
             job,
             model: model.net.step(),
@@ -390,24 +604,59 @@ impl Batched {
             batch_size: job.batch_size(false, world),
             // In-process pulls have no latency to hide.
             prefetch: false,
+            pause: every.map(|_| &pause as &(dyn Fn(u64) -> bool + Sync)),
         };
-        let results: Vec<Result<Metrics, WorkerError>> = std::thread::scope(|s| {
+        let cluster = &self.cluster;
+        // All rejoin before any starts, level: no thread steps alone or out of step.
+        for (client, _, _) in &mut self.clients {
+            client.rejoin();
+        }
+        let (results, judged) = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .clients
                 .iter_mut()
                 .enumerate()
                 .map(|(rank, (client, pos, bufs))| {
+                    let (worker, segments) = (&worker, &segments);
                     s.spawn(move || {
-                        client.rejoin();
                         let r = worker(rank).pass(pass, client, pos, bufs, progress);
                         // A thread whose pass ended (or failed) must not hold the others at a barrier.
+                        segments.leave();
                         client.finish()?;
                         r
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("a worker thread panicked")).collect()
+            let mut judged = Ok(());
+            while let Some(learned) = segments.all_paused() {
+                let verdict = match judge.as_mut() {
+                    Some(judge) => {
+                        for (store, table) in cluster.servers()[0].tables().iter().zip(&model.tables) {
+                            copy_rows(store, table.as_dyn());
+                        }
+                        judge(learned)
+                    }
+                    None => Ok(Verdict::GoOn),
+                };
+                let go_on = match verdict {
+                    Ok(Verdict::GoOn) => true,
+                    Ok(Verdict::Decay(f)) => {
+                        scale_lr(cluster, f);
+                        true
+                    }
+                    Ok(Verdict::Stop) => false,
+                    Err(e) => {
+                        judged = Err(e);
+                        false
+                    }
+                };
+                segments.resume(go_on);
+            }
+            let results: Vec<Result<Metrics, WorkerError>> =
+                handles.into_iter().map(|h| h.join().expect("a worker thread panicked")).collect();
+            (results, judged)
         });
+        judged?;
         let mut total = Metrics::new(false);
         for r in results {
             total.merge(&r.map_err(|e| match e {
@@ -419,9 +668,9 @@ impl Batched {
         Ok(total)
     }
 
-    /// Steps done so far by the slowest worker thread.
-    fn steps(&self) -> u64 {
-        self.clients.iter().map(|(c, _, _)| c.stats().steps).min().unwrap_or(0)
+    /// Multiplies every table's step size on the server by `factor`.
+    fn scale_lr(&self, factor: f32) {
+        scale_lr(&self.cluster, factor);
     }
 
     /// Copies the server's rows into the model's tables (for evaluation and saving).

@@ -41,6 +41,26 @@ pub enum WorkerError {
     },
 }
 
+/// Why the loop over a pass's examples ended before its input did.
+enum Ended {
+    /// `Worker::pause` said so.
+    Stopped,
+    /// A step failed.
+    Failed(WorkerError),
+}
+
+impl From<WorkerError> for Ended {
+    fn from(e: WorkerError) -> Self {
+        Ended::Failed(e)
+    }
+}
+
+impl From<DataError> for Ended {
+    fn from(e: DataError) -> Self {
+        Ended::Failed(e.into())
+    }
+}
+
 impl From<DataError> for WorkerError {
     fn from(e: DataError) -> Self {
         WorkerError::Input(InputError::Data(e))
@@ -65,6 +85,9 @@ pub struct Worker<'a> {
     /// read then misses this worker's last push; see `ClusterConfig::prefetch`). Models of one
     /// table only: a transport keeps one pull in flight.
     pub prefetch: bool,
+    /// Called after every step with the examples this worker learned so far in the pass; false
+    /// ends the pass there (an early stop between evaluations).
+    pub pause: Option<&'a (dyn Fn(u64) -> bool + Sync)>,
 }
 
 /// A mini-batch and the weights pulled for its keys, per table.
@@ -162,13 +185,24 @@ impl Worker<'_> {
             bufs.next.batch.clear();
             Ok(())
         };
-        for_each_example(&mut reader, shuffle_for(self.job, pass, self.rank), |ex: &Example, _| {
+        let learned = for_each_example(&mut reader, shuffle_for(self.job, pass, self.rank), |ex: &Example, _| {
             bufs.next.batch.push(ex);
             if bufs.next.batch.len() >= self.batch_size {
                 full(bufs, &mut metrics)?;
+                if self.pause.is_some_and(|go_on| !go_on(metrics.count())) {
+                    return Err(Ended::Stopped);
+                }
             }
-            Ok::<(), WorkerError>(())
-        })?;
+            Ok(())
+        });
+        match learned {
+            Err(Ended::Stopped) => {
+                bufs.next.batch.clear();
+                return Ok(metrics);
+            }
+            Err(Ended::Failed(e)) => return Err(e),
+            Ok(()) => {}
+        }
         if !bufs.next.batch.is_empty() {
             full(bufs, &mut metrics)?;
         }

@@ -45,6 +45,9 @@ fn run(args: &[&str]) -> (f64, f64) {
     (after("logloss "), after("AUC "))
 }
 
+/// One job at a time: on two cores, jobs side by side starve each other's processes.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const CLUSTER: [&str; 5] = ["launch", "--servers", "2", "--workers", "2"];
 const DEEPFM: [&str; 6] = ["--model", "deepfm", "--embedding-dim", "8", "--mlp", "64,64"];
 
@@ -54,15 +57,19 @@ fn launch(extra: &[&str]) -> (f64, f64) {
 
 #[test]
 fn a_cluster_with_its_defaults_learns_as_well_as_one_process() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // LR and FM: online in one process, batches of 100 on the cluster (the default of each).
-    for model in ["lr", "fm"] {
+    // The order in which a server applies two workers' pushes of one step varies from run to
+    // run, and FM's result with it: on this data 0.4747-0.4793 against 0.4754 in one process
+    // (LR 0.5165 either way), hence a bound wider than the mean gap.
+    for (model, bound) in [("lr", 0.003), ("fm", 0.006)] {
         let single = run(&["train", "--model", model]);
         let cluster = run(&[&CLUSTER[..], &["--model", model]].concat());
         eprintln!("{model}: one process {single:?}, 2 x 2 cluster {cluster:?}");
-        assert!(cluster.0 - single.0 <= 0.003, "{model}: cluster logloss {} vs one process {}", cluster.0, single.0);
+        assert!(cluster.0 - single.0 <= bound, "{model}: cluster logloss {} vs one process {}", cluster.0, single.0);
     }
     // DeepFM: steps of 256 examples in both (128 per worker on the cluster), every table
-    // synchronous under BSP.
+    // synchronous under BSP, so the cluster's result is the same run after run (0.0023 behind).
     let single = run(&[&["train"][..], &DEEPFM[..]].concat());
     let cluster = launch(&[]);
     eprintln!("deepfm: one process {single:?}, 2 x 2 cluster {cluster:?}");
@@ -71,10 +78,13 @@ fn a_cluster_with_its_defaults_learns_as_well_as_one_process() {
 
 #[test]
 fn the_hybrid_mode_ends_beside_bsp() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let bsp = launch(&["--staleness", "0"]);
     let hybrid = launch(&["--staleness", "inf", "--dense", "sync"]);
     let asp = launch(&["--staleness", "inf"]);
     eprintln!("deepfm 2 x 2: BSP {bsp:?}, hybrid {hybrid:?}, ASP {asp:?} (logloss, AUC)");
-    assert!((hybrid.1 - bsp.1).abs() <= 0.001, "hybrid AUC {} vs BSP {}", hybrid.1, bsp.1);
+    // BSP is deterministic; the hybrid mode's asynchronous rows are not: measured 0.0004-0.0024
+    // AUC apart on this data (0.0006 on another), hence a bound wider than the usual gap.
+    assert!((hybrid.1 - bsp.1).abs() <= 0.003, "hybrid AUC {} vs BSP {}", hybrid.1, bsp.1);
     assert!(asp.1 > 0.75, "ASP learned nothing: AUC {}", asp.1);
 }

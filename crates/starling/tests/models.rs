@@ -184,6 +184,32 @@ fn early_stopping_keeps_the_best_pass_for_deep_and_shallow_models() {
 }
 
 #[test]
+fn early_stopping_can_evaluate_every_n_examples_within_a_pass() {
+    let dir = common::gen_data();
+    let mut job = small_job(ModelKind::DeepFm);
+    job.data.valid = vec![dir.join("test.tsv")];
+    job.train.passes = 3;
+    job.train.threads = 2;
+    job.train.patience = 3;
+    job.train.eval_every = 8000;
+    job.train.lr_decay_on_plateau = 10.0;
+    let (model, report) = trainer::train(&job, true).unwrap();
+    let aucs: Vec<f64> = report.valid.iter().map(|(_, s)| s.auc.unwrap()).collect();
+    // 40k rows a pass: four evaluations within each, one at its end.
+    assert!(aucs.len() > job.train.passes as usize, "{aucs:?}");
+    assert!(report.valid.iter().filter(|(p, _)| *p == 1).count() >= 4, "{:?}", report.valid);
+    let best = aucs.iter().copied().fold(f64::MIN, f64::max);
+    let again = predict::evaluate(&model, &job.data.valid, 1, 0, true).unwrap().summary;
+    assert!((again.auc.unwrap() - best).abs() < 1e-9, "kept {} vs best {best}: {aucs:?}", again.auc.unwrap());
+    // Online learning has no steps to pause between.
+    let mut online = small_job(ModelKind::Fm);
+    online.data.valid = job.data.valid.clone();
+    online.train.eval_every = 8000;
+    let err = refusal(&online);
+    assert!(err.contains("train.eval_every") && err.contains("mini-batches"), "{err}");
+}
+
+#[test]
 fn a_deep_model_trains_on_a_launched_cluster_and_its_checkpoint_scores_the_same() {
     let dir = common::gen_data();
     let out = tempfile::tempdir().unwrap();

@@ -177,7 +177,7 @@ fn train(
 ) -> Result<(), ClusterError> {
     let batch_size = job.batch_size(true, world);
     let prefetch = job.cluster.prefetching();
-    let worker = Worker { job, model, inputs, rank, world, batch_size, prefetch };
+    let worker = Worker { job, model, inputs, rank, world, batch_size, prefetch, pause: None };
     let mut pos = Position { step: 0, skip: start_clock };
     let mut bufs = StepBuffers::default();
     let mut last_pass = (0, 0.0);

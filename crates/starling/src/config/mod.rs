@@ -271,6 +271,10 @@ pub struct TrainConfig {
     /// its own to all of it over the first `warmup_steps` steps (0: no warm-up), as large-batch
     /// training of deep models usually starts.
     pub warmup_steps: u64,
+    /// Mini-batch training with a validation set: score it also every this many training
+    /// examples within a pass, each score counting towards `patience` and the plateau (0: after
+    /// every pass only).
+    pub eval_every: u64,
 }
 
 impl Default for TrainConfig {
@@ -289,6 +293,7 @@ impl Default for TrainConfig {
             monitor: Metric::Auc,
             lr_decay_on_plateau: 1.0,
             warmup_steps: 0,
+            eval_every: 0,
         }
     }
 }
@@ -597,10 +602,12 @@ impl JobConfig {
         if !(self.train.lr_decay_on_plateau.is_finite() && self.train.lr_decay_on_plateau >= 1.0) {
             return bad("train.lr_decay_on_plateau", "must be a factor of at least 1 (1: never decay)");
         }
-        if (self.train.patience > 0 || self.train.lr_decay_on_plateau > 1.0) && self.data.valid.is_empty() {
+        if (self.train.patience > 0 || self.train.lr_decay_on_plateau > 1.0 || self.train.eval_every > 0)
+            && self.data.valid.is_empty()
+        {
             return bad(
                 "data.valid",
-                "early stopping (train.patience) and train.lr_decay_on_plateau watch a validation set: give its files",
+                "early stopping (train.patience), train.lr_decay_on_plateau and train.eval_every watch a validation set: give its files",
             );
         }
         if self.checkpoint.keep == 0 {
