@@ -341,3 +341,12 @@ fn run_err(args: &[&str]) -> String {
     assert!(!out.status.success(), "starling {args:?} should fail");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+#[test]
+fn a_cluster_job_refuses_early_stopping_instead_of_ignoring_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "");
+    let valid = gen_data().join("test.libsvm");
+    let err = run_err(&["launch", "-c", j.to_str().unwrap(), "--valid", valid.to_str().unwrap(), "--patience", "2"]);
+    assert!(err.contains("train.patience") && err.contains("starling train"), "{err}");
+}

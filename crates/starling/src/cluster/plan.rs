@@ -7,7 +7,7 @@ use starling_core::graph::Fields;
 use starling_ps::{checkpoint, Manifest, ShardMap, TableSpec};
 
 use super::ClusterError;
-use crate::config::JobConfig;
+use crate::config::{ConfigError, JobConfig};
 use crate::input::Inputs;
 use crate::model::Net;
 
@@ -68,6 +68,17 @@ impl Plan {
         job.cluster.servers = servers;
         job.cluster.workers = workers;
         job.validate()?;
+        let t = &job.train;
+        for (field, set) in [
+            ("train.patience", t.patience > 0),
+            ("train.lr_decay_on_plateau", t.lr_decay_on_plateau > 1.0),
+            ("train.eval_every", t.eval_every > 0),
+        ] {
+            if set {
+                let message = "early stopping and its schedule run in `starling train` and `starling tune`; a cluster job trains its passes without a validation set".to_string();
+                return Err(ConfigError::Invalid { field, message }.into());
+            }
+        }
         let tables = Net::new(&job, &fields)?.tables().to_vec();
         let mut plan = Plan {
             job,
