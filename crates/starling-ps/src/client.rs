@@ -290,6 +290,25 @@ mod tests {
     }
 
     #[test]
+    fn a_synchronous_sparse_table_sums_pushes_of_different_keys() {
+        let sgd = Optimizer::Sgd { lr: 1.0, l2: 0.0 };
+        let spec = TableSpec { sync: true, ..TableSpec::sparse("emb", 1, &sgd, crate::Init::Zeros, 0) };
+        let cluster = LocalCluster::new(vec![spec], 2, LocalClocks::new(2, Staleness::Unbounded, 0));
+        let pushes: [(&[u64], &[f32]); 2] = [(&[1, 5, 9], &[1.0, 2.0, 3.0]), (&[5, 7], &[10.0, 20.0])];
+        std::thread::scope(|s| {
+            for (w, (keys, grads)) in pushes.into_iter().enumerate() {
+                let mut c = cluster.client(w, 0);
+                s.spawn(move || c.push(0, keys, grads).unwrap());
+            }
+        });
+        let mut out = vec![0f32; 4];
+        cluster.client(0, 0).pull(0, &[1, 5, 7, 9], &mut out).unwrap();
+        assert_eq!(out, [-1.0, -12.0, -20.0, -3.0]);
+        let rounds: u64 = cluster.servers().iter().map(|s| s.rounds_applied(0)).sum();
+        assert_eq!(rounds, 2, "one round on each server, empty pushes included");
+    }
+
+    #[test]
     fn a_worker_leaving_releases_a_synchronous_round() {
         let cluster = LocalCluster::new(vec![sync_table()], 1, LocalClocks::new(2, Staleness::Unbounded, 0));
         let (mut a, mut b) = (cluster.client(0, 0), cluster.client(1, 0));

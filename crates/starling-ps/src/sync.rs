@@ -23,7 +23,8 @@ struct Round {
     members: Vec<bool>,
     /// Pushes summed into the open round (empty ones included: they count a worker as done).
     pushed: usize,
-    /// Where each key of the open round sums its gradients, by first arrival.
+    /// Where each key of the open round sums its gradients, by first arrival; filled only once
+    /// a push with other keys than the first's comes.
     at: KeyMap<u32>,
     /// Keys of the open round, by first arrival.
     keys: Vec<u64>,
@@ -41,6 +42,26 @@ impl Round {
     }
 
     fn add(&mut self, keys: &[u64], grads: &[f32], dim: usize) {
+        self.pushed += 1;
+        if self.pushed == 1 || self.keys == keys {
+            // The first push of a round, or one with the same keys (a dense block's chunks,
+            // every step): no lookups, and `keys` stays sorted for the close.
+            if self.pushed == 1 {
+                self.keys.extend_from_slice(keys);
+                self.sum.extend_from_slice(grads);
+            } else {
+                for (s, g) in self.sum.iter_mut().zip(grads) {
+                    *s += g;
+                }
+            }
+            return;
+        }
+        if self.at.is_empty() {
+            // The round's keys so far are the first push's; index them once.
+            for (i, &k) in self.keys.iter().enumerate() {
+                self.at.insert(k, i as u32);
+            }
+        }
         for (&key, g) in keys.iter().zip(grads.chunks_exact(dim)) {
             let next = self.keys.len() as u32;
             let i = *self.at.entry(key).or_insert(next) as usize;
@@ -53,7 +74,6 @@ impl Round {
                 }
             }
         }
-        self.pushed += 1;
     }
 
     /// Applies the open round when every live worker has pushed into it: each key's gradients
@@ -63,17 +83,22 @@ impl Round {
             return false;
         }
         let dim = store.spec().dim;
-        self.sorted.clear();
-        self.sorted.extend(self.keys.iter().enumerate().map(|(i, &k)| (k, i as u32)));
-        self.sorted.sort_unstable();
-        self.sorted_keys.clear();
-        self.summed.clear();
-        for &(k, i) in &self.sorted {
-            self.sorted_keys.push(k);
-            self.summed.extend_from_slice(&self.sum[i as usize * dim..(i as usize + 1) * dim]);
-        }
         // Every key was checked against the store when its push came.
-        let _ = store.push(&self.sorted_keys, &self.summed);
+        if self.at.is_empty() {
+            // Only the first push's keys, sorted as pushed.
+            let _ = store.push(&self.keys, &self.sum);
+        } else {
+            self.sorted.clear();
+            self.sorted.extend(self.keys.iter().enumerate().map(|(i, &k)| (k, i as u32)));
+            self.sorted.sort_unstable();
+            self.sorted_keys.clear();
+            self.summed.clear();
+            for &(k, i) in &self.sorted {
+                self.sorted_keys.push(k);
+                self.summed.extend_from_slice(&self.sum[i as usize * dim..(i as usize + 1) * dim]);
+            }
+            let _ = store.push(&self.sorted_keys, &self.summed);
+        }
         self.applied += 1;
         self.pushed = 0;
         self.at.clear();
