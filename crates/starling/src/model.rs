@@ -110,7 +110,7 @@ impl Net {
                     sparse_optimizer: job.optimizer,
                     dense_optimizer: job.model.dense_optimizer,
                     sync_dense: job.cluster.dense_sync(),
-                    sync_sparse: job.cluster.staleness == starling_ps::Staleness::Bounded(0),
+                    sync_sparse: job.cluster.bsp(),
                     numeric_stats: job.model.numeric_stats.iter().map(|(f, &[m, s])| (f.clone(), (m, s))).collect(),
                 };
                 let g = GraphModel::build(&blocks, job.model.output.as_deref(), fields, &settings)

@@ -210,10 +210,6 @@ pub fn train_on(
             }
         };
         progress.finish();
-        if stopper.decayed != 1.0 {
-            // Decays the servers applied within the pass, for the model's own record.
-            model.net.scale_lr(std::mem::replace(&mut stopper.decayed, 1.0));
-        }
         let s = metrics.summary();
         if s.count == 0 {
             return Err(InputError::Empty("the training input".into()).into());
@@ -231,30 +227,24 @@ pub fn train_on(
                 b.copy_to(&model.tables);
             }
         }
-        if stopper.stopped {
-            report.stopped_early = true;
-            break;
-        }
-        if let Some(valid) = watch {
+        if let Some(valid) = watch.filter(|_| !stopper.stopped) {
             let at = (pass, model.examples_seen);
             let verdict = match stopper.judge(&model, &job, valid, at, more_passes, &mut report, &progress) {
                 Ok(verdict) => verdict,
                 Err(e) => return Err(stopper.holdout_failure(&mut model, &job, e)),
             };
-            match verdict {
-                Verdict::GoOn => {}
-                Verdict::Decay(f) => {
-                    model.net.scale_lr(f);
-                    stopper.decayed = 1.0;
-                    if let Some(b) = &batched {
-                        b.scale_lr(f);
-                    }
-                }
-                Verdict::Stop => {
-                    report.stopped_early = true;
-                    break;
-                }
+            if let (Verdict::Decay(f), Some(b)) = (verdict, &batched) {
+                b.scale_lr(f);
             }
+        }
+        if stopper.decayed != 1.0 {
+            // The pass's decays (within it the servers applied them at once), for the model's own
+            // optimizers: the online path's and the saved model's.
+            model.net.scale_lr(std::mem::replace(&mut stopper.decayed, 1.0));
+        }
+        if stopper.stopped {
+            report.stopped_early = true;
+            break;
         }
         if job.train.eval_each_pass && more_passes {
             if let Some(test) = test_inputs {
@@ -346,9 +336,9 @@ struct EarlyStop {
     /// The latest evaluation was the best: the model as it stands is the one to keep.
     last_was_best: bool,
     worse_in_a_row: u32,
-    /// Decays the servers applied within a pass, not yet applied to the model's own optimizers.
+    /// The pass's decays so far, not yet applied to the model's own optimizers.
     decayed: f32,
-    /// An evaluation within the pass stopped training.
+    /// An evaluation stopped training.
     stopped: bool,
     /// Scoring the validation set failed (the model is then kept before the error is returned).
     eval_failed: bool,
@@ -589,10 +579,7 @@ impl Batched {
         between: Option<(u64, &mut Judge<'_>)>,
     ) -> Result<Metrics, TrainError> {
         let world = self.clients.len();
-        let (every, mut judge) = match between {
-            Some((every, judge)) => (Some(every), Some(judge)),
-            None => (None, None),
-        };
+        let (every, judge) = between.unzip();
         let segments = Segments::new(world, every.map(|e| (e / world as u64).max(1)));
         let pause = |learned: u64| segments.pause(learned);
         let worker = |rank| Worker {
@@ -628,29 +615,23 @@ impl Batched {
                 })
                 .collect();
             let mut judged = Ok(());
-            while let Some(learned) = segments.all_paused() {
-                let verdict = match judge.as_mut() {
-                    Some(judge) => {
-                        for (store, table) in cluster.servers()[0].tables().iter().zip(&model.tables) {
-                            copy_rows(store, table.as_dyn());
+            if let Some(judge) = judge {
+                while let Some(learned) = segments.all_paused() {
+                    copy_out(cluster, &model.tables);
+                    let go_on = match judge(learned) {
+                        Ok(Verdict::GoOn) => true,
+                        Ok(Verdict::Decay(f)) => {
+                            scale_lr(cluster, f);
+                            true
                         }
-                        judge(learned)
-                    }
-                    None => Ok(Verdict::GoOn),
-                };
-                let go_on = match verdict {
-                    Ok(Verdict::GoOn) => true,
-                    Ok(Verdict::Decay(f)) => {
-                        scale_lr(cluster, f);
-                        true
-                    }
-                    Ok(Verdict::Stop) => false,
-                    Err(e) => {
-                        judged = Err(e);
-                        false
-                    }
-                };
-                segments.resume(go_on);
+                        Ok(Verdict::Stop) => false,
+                        Err(e) => {
+                            judged = Err(e);
+                            false
+                        }
+                    };
+                    segments.resume(go_on);
+                }
             }
             let results: Vec<Result<Metrics, WorkerError>> =
                 handles.into_iter().map(|h| h.join().expect("a worker thread panicked")).collect();
@@ -675,9 +656,14 @@ impl Batched {
 
     /// Copies the server's rows into the model's tables (for evaluation and saving).
     fn copy_to(&self, tables: &[ModelTable]) {
-        for (store, table) in self.cluster.servers()[0].tables().iter().zip(tables) {
-            copy_rows(store, table.as_dyn());
-        }
+        copy_out(&self.cluster, tables);
+    }
+}
+
+/// Copies `cluster`'s rows (one server's) into `tables`.
+fn copy_out(cluster: &LocalCluster, tables: &[ModelTable]) {
+    for (store, table) in cluster.servers()[0].tables().iter().zip(tables) {
+        copy_rows(store, table.as_dyn());
     }
 }
 

@@ -398,9 +398,14 @@ impl Default for ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// Whether the job is BSP (staleness 0).
+    pub fn bsp(&self) -> bool {
+        self.staleness == Staleness::Bounded(0)
+    }
+
     /// Whether workers prefetch: asked for, and the staleness leaves room for a step-old read.
     pub fn prefetching(&self) -> bool {
-        self.prefetch && self.staleness != Staleness::Bounded(0)
+        self.prefetch && !self.bsp()
     }
 
     /// The bound the coordinator gates clock grants by: `staleness`, less the step a prefetched
@@ -415,7 +420,7 @@ impl ClusterConfig {
     /// Whether dense layers are synchronous tables, with `auto` resolved.
     pub fn dense_sync(&self) -> bool {
         match self.dense {
-            DenseRule::Auto => self.staleness == Staleness::Bounded(0),
+            DenseRule::Auto => self.bsp(),
             DenseRule::Staleness => false,
             DenseRule::Sync => true,
         }
