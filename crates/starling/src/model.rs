@@ -99,7 +99,7 @@ impl Net {
             None => {
                 let learner = Learner::new(job.model_spec(fields.names.len()), job.optimizer, job.model.loss)
                     .map_err(|e| ConfigError::Invalid { field: "model", message: e.to_string() })?;
-                Ok(Net::Shallow(ShallowModel::new(learner)))
+                Ok(Net::Shallow(ShallowModel::new(learner).synchronous(job.cluster.bsp())))
             }
             Some(blocks) => {
                 let settings = GraphSettings {

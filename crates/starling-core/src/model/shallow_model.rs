@@ -21,6 +21,13 @@ impl ShallowModel {
         let table = TableSpec::for_model("weights", &learner.model, &learner.optimizer);
         ShallowModel { learner, tables: [table] }
     }
+
+    /// The table is synchronous (design.md, decision 12): one step's pushes of every worker are
+    /// summed and applied once, in place of each worker's applied as it comes.
+    pub fn synchronous(mut self, sync: bool) -> Self {
+        self.tables[0].sync = sync;
+        self
+    }
 }
 
 impl ShallowModel {
