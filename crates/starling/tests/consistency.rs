@@ -83,8 +83,9 @@ fn the_hybrid_mode_ends_beside_bsp() {
     let hybrid = launch(&["--staleness", "inf", "--dense", "sync"]);
     let asp = launch(&["--staleness", "inf"]);
     eprintln!("deepfm 2 x 2: BSP {bsp:?}, hybrid {hybrid:?}, ASP {asp:?} (logloss, AUC)");
-    // BSP is deterministic; the hybrid mode's asynchronous rows are not: measured 0.0004-0.0024
-    // AUC apart on this data (0.0006 on another), hence a bound wider than the usual gap.
-    assert!((hybrid.1 - bsp.1).abs() <= 0.003, "hybrid AUC {} vs BSP {}", hybrid.1, bsp.1);
+    // BSP is deterministic; the hybrid mode's asynchronous rows are not. Over eleven runs on
+    // this data (two learning rates) the hybrid mode ended 0.0019 above to 0.0043 below BSP's
+    // 0.8305 (BSP itself moves by 0.0018 with the seed), hence a bound wider than the mean gap.
+    assert!((hybrid.1 - bsp.1).abs() <= 0.006, "hybrid AUC {} vs BSP {}", hybrid.1, bsp.1);
     assert!(asp.1 > 0.75, "ASP learned nothing: AUC {}", asp.1);
 }
