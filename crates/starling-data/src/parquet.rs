@@ -4,9 +4,11 @@
 //! Work is split by row group (Spark writes one or a few per file); a row group is cut into row
 //! ranges when there are fewer row groups than readers, so every thread or worker gets a share.
 
+use std::cell::Cell;
 use std::fs::File;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
@@ -58,9 +60,42 @@ fn parquet_error(path: &Path, e: impl std::fmt::Display) -> DataError {
     DataError::Header { path: path.to_path_buf(), message: format!("not readable as Parquet: {e}") }
 }
 
+thread_local! {
+    /// Calls into the `parquet` crate under way on this thread ([`guarded`]).
+    static GUARDED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Runs `f`, which calls into the `parquet` crate. That crate panics on some malformed files
+/// instead of returning an error (found by the parquet fuzz target: "Decoder for dict should
+/// have been set"), so a panic inside becomes an error naming `path`. The panic hook stays
+/// silent for it, since the error says it; every other panic reaches the hook as before.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, DataError>) -> Result<T, DataError> {
+    static QUIET_HOOK: Once = Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED.with(Cell::get) == 0 {
+                previous(info);
+            }
+        }));
+    });
+    GUARDED.with(|g| g.set(g.get() + 1));
+    // A reader whose decoder panicked is not used again: the error ends its input.
+    let result = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(g.get() - 1));
+    result.unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(parquet_error(path, format!("the decoder failed on malformed data ({what})")))
+    })
+}
+
 /// The Arrow schema of a Parquet file.
 pub fn read_schema(path: &Path) -> Result<Arc<Schema>, DataError> {
-    Ok(open(path)?.schema().clone())
+    guarded(path, || Ok(open(path)?.schema().clone()))
 }
 
 /// The base fields of Parquet `files` for `config`, from the first file's schema.
@@ -79,7 +114,7 @@ pub fn parquet_fields(files: &[PathBuf], config: &ColumnConfig) -> Result<Vec<(S
 pub fn parquet_splits(files: &[PathBuf], n: usize) -> Result<Vec<ParquetSplit>, DataError> {
     let mut groups = Vec::new();
     for f in files {
-        let b = open(f)?;
+        let b = guarded(f, || open(f))?;
         for (i, rg) in b.metadata().row_groups().iter().enumerate() {
             if rg.num_rows() > 0 {
                 groups.push((f.clone(), i, rg.num_rows() as u64, rg.compressed_size().max(1) as u64));
@@ -138,6 +173,11 @@ impl ParquetReader {
     fn open_next(&mut self) -> Result<bool, DataError> {
         let Some(split) = self.splits.get(self.next_split).cloned() else { return Ok(false) };
         self.next_split += 1;
+        guarded(&split.path.clone(), || self.open_split(split))
+    }
+
+    /// Opens `split` for decoding.
+    fn open_split(&mut self, split: ParquetSplit) -> Result<bool, DataError> {
         let b = open(&split.path)?;
         let header = |message| DataError::Header { path: split.path.clone(), message };
         let roles = column_roles(
@@ -174,7 +214,8 @@ impl ParquetReader {
     /// Decodes the next batch of the open split; `false` when the split is done.
     fn fill(&mut self) -> Result<bool, DataError> {
         let Some(open) = self.open.as_mut() else { return Ok(false) };
-        let batch: RecordBatch = match open.batches.next() {
+        let path = open.path.clone();
+        let batch: RecordBatch = match guarded(&path, || Ok(open.batches.next()))? {
             None => return Ok(false),
             Some(b) => b.map_err(|e| parquet_error(&open.path, e))?,
         };

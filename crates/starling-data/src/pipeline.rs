@@ -25,6 +25,10 @@ use crate::input::{LineSource, Split};
 /// Lines scanned to discover the number of libFFM fields when `num_fields` is not set.
 pub const DEFAULT_SCAN_LINES: u64 = 1_000_000;
 
+/// Fields a libFFM input may have: far beyond any field-aware model (FFM keeps `k` floats per
+/// key and field), and small enough that a stray huge field id is an error, not an allocation.
+pub const MAX_LIBFFM_FIELDS: usize = 1 << 16;
+
 /// Input format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -460,8 +464,10 @@ impl Pipeline {
                         "libffm needs num_fields (set it, or build the pipeline with Pipeline::from_files)".into(),
                     ));
                 };
-                if n == 0 || n > u32::MAX as usize / 2 {
-                    return Err(DataError::Config(format!("num_fields = {n} is out of range")));
+                if n == 0 || n > MAX_LIBFFM_FIELDS {
+                    return Err(DataError::Config(format!(
+                        "num_fields = {n} is out of range: libFFM input has 1 to {MAX_LIBFFM_FIELDS} fields"
+                    )));
                 }
                 (Parser::LibFfm(LibFfmParser::new(Some(n as u32))), (0..n).map(|i| i.to_string()).collect())
             }
@@ -817,18 +823,38 @@ impl RawSink for MaxField {
 /// libFFM: the number of fields (largest field + 1) over the first `max_lines` lines of `files`,
 /// read in order. Malformed lines are passed over (the reader reports them). 0 when no feature
 /// was seen.
+///
+/// A field at or above [`MAX_LIBFFM_FIELDS`] is refused, naming its file, line and column: one
+/// such typo would otherwise size every per-field structure by it.
 pub fn scan_num_fields(files: &[PathBuf], max_lines: u64) -> Result<usize, DataError> {
     let parser = LibFfmParser::new(None);
     let mut sink = MaxField(None);
     let mut lines = 0u64;
     'files: for f in files {
         let mut src = LineSource::open(&Split::whole(f)?, false)?;
+        let mut line_no = 0u64;
         while let Some(line) = src.next_line()? {
             if lines >= max_lines {
                 break 'files;
             }
             lines += 1;
+            line_no += 1;
             let _ = parser.parse(line, &mut sink);
+            if let Some(field) = sink.0.filter(|&m| m as usize >= MAX_LIBFFM_FIELDS) {
+                // The token whose field it is: `field:idx:val`, counted from 1.
+                let column = line
+                    .split(u8::is_ascii_whitespace)
+                    .filter(|t| !t.is_empty())
+                    .position(|t| t.split(|&b| b == b':').next() == Some(field.to_string().as_bytes()))
+                    .map_or(0, |i| i + 1);
+                return Err(DataError::Parse {
+                    path: f.clone(),
+                    line: line_no,
+                    column,
+                    expected: format!("a libFFM field below {MAX_LIBFFM_FIELDS} (fields are numbered from 0)"),
+                    got: field.to_string(),
+                });
+            }
         }
     }
     Ok(sink.0.map_or(0, |m| m as usize + 1))

@@ -369,6 +369,17 @@ fn vw_default_fields_and_weights() {
 }
 
 #[test]
+fn a_stray_huge_libffm_field_is_an_error_naming_its_line_not_an_allocation() {
+    let d = tempfile::tempdir().unwrap();
+    // Found by the libffm fuzz target: this line made the pipeline name 2 billion fields.
+    let p = write(d.path(), "x.ffm", b"1 0:5:0.5\n0 1:3:1 2000000000:9:1\n");
+    let e = scan_num_fields(&[p.clone()], 100).unwrap_err().to_string();
+    assert!(e.contains("x.ffm:2: column 3 \"2000000000\": expected a libFFM field below 65536"), "{e}");
+    let e = Pipeline::new(&PipelineConfig { num_fields: Some(1 << 20), ..cfg(Format::Libffm) }, None).unwrap_err();
+    assert!(e.to_string().contains("num_fields = 1048576 is out of range"), "{e}");
+}
+
+#[test]
 fn libffm_fields_scan_and_limit() {
     let d = tempfile::tempdir().unwrap();
     let p = write(d.path(), "x.ffm", b"1 0:5:0.5 2:7:1\n0 1:3:1\n0 3:9:1\n");

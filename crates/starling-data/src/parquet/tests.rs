@@ -244,3 +244,34 @@ fn unusable_columns_and_a_missing_label_are_clear_errors() {
     config.columns.label = "y".into();
     assert!(Pipeline::from_files(&config, &[path]).is_ok());
 }
+
+#[test]
+fn a_file_the_parquet_crate_panics_on_is_an_error_naming_it() {
+    // Found by the parquet fuzz target: the `parquet` crate panics decoding this file's page
+    // ("Decoder for dict should have been set") instead of returning an error.
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("bad.parquet");
+    std::fs::write(&path, include_bytes!("testdata/dict_decoder_panic.parquet")).unwrap();
+    let files = vec![path];
+    // As the fuzz target read it: three splits, bad rows skipped.
+    let config = PipelineConfig {
+        format: Format::Parquet,
+        hash_bits: 18,
+        binary_labels: true,
+        max_bad_lines: 1 << 20,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::from_files(&config, &files).unwrap();
+    let mut reader = ParquetReader::new(parquet_splits(&files, 3).unwrap(), pipeline, BadLines::new(1 << 20));
+    let mut ex = Example::default();
+    let err = loop {
+        match reader.next(&mut ex) {
+            Ok(true) => continue,
+            Ok(false) => panic!("the malformed file read to its end"),
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(err.contains("bad.parquet") && err.contains("the decoder failed on malformed data"), "{err}");
+    // Panics elsewhere still reach the hook and unwind as before.
+    assert!(std::panic::catch_unwind(|| panic!("not parquet's")).is_err());
+}
