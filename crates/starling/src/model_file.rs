@@ -153,7 +153,10 @@ pub fn resolve(path: &Path) -> Result<PathBuf, ModelFileError> {
         return Ok(path.to_path_buf());
     }
     let invalid = |message: String| ModelFileError::Invalid { path: path.to_path_buf(), message };
-    match starling_ps::checkpoint::latest(path).map_err(|e| invalid(e.to_string()))? {
+    let skip = &mut |dir: &Path, e: &starling_ps::PsError| {
+        crate::errln!("passing over checkpoint {} for an older one: {e}", dir.display())
+    };
+    match starling_ps::checkpoint::latest(path, skip).map_err(|e| invalid(e.to_string()))? {
         Some((dir, _)) => Ok(dir),
         None => Err(invalid(
             "is a directory with neither a checkpoint (manifest.toml) nor complete step-N checkpoints in it".into(),

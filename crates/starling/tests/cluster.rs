@@ -333,6 +333,21 @@ fn checkpoints_are_named_by_their_step_listed_only_while_they_exist_and_read_as_
         other.contains("differ from the job's") && !other.contains("TableSpec {") && !other.contains("Model("),
         "{other}"
     );
+    // A flipped byte in the newest checkpoint: eval and a resumed job pass it over for the one
+    // before it and name the damaged file.
+    let shard = Path::new(listed[1]).join("server-0001.shard");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[100] ^= 0x10;
+    std::fs::write(&shard, bytes).unwrap();
+    let a = run(&["eval", "-q", "--model", ck.to_str().unwrap(), "--data", d.to_str().unwrap()]);
+    let b = run(&["eval", "-q", "--model", listed[0], "--data", d.to_str().unwrap()]);
+    assert_eq!(String::from_utf8_lossy(&a.stdout), String::from_utf8_lossy(&b.stdout));
+    let said = String::from_utf8_lossy(&a.stderr);
+    assert!(said.contains("passing over checkpoint") && said.contains(&shard.display().to_string()), "{said}");
+    let out = run(&["launch", "--servers", "2", "--workers", "2", "-c", j]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&shard.display().to_string()), "{said}");
+    assert!(said.contains(&format!("resuming from {}", listed[0])), "{said}");
 }
 
 /// Runs a command that must fail; returns its stderr.

@@ -153,17 +153,24 @@ fn step_dirs(root: &Path) -> Result<Vec<(u64, PathBuf)>, PsError> {
     Ok(dirs)
 }
 
-/// The newest complete checkpoint: `root` itself when it holds a manifest, else the `step-N`
-/// subdirectory with the highest step whose manifest reads and validates. Directories without
-/// one (a checkpoint cut short) are skipped; shard files are checked only when loaded.
-pub fn latest(root: &Path) -> Result<Option<(PathBuf, Manifest)>, PsError> {
+/// The newest usable checkpoint: `root` itself when it holds a manifest, else the `step-N`
+/// subdirectory with the highest step whose manifest reads and validates and whose shard files
+/// all have their recorded size and checksum. A directory without a manifest (a checkpoint cut
+/// short, or one being written) is passed over in silence; one with a damaged manifest or shard
+/// file is passed over too, and `skipped` is told which and why, so the caller can say that an
+/// older checkpoint is used instead.
+pub fn latest(root: &Path, skipped: &mut dyn FnMut(&Path, &PsError)) -> Result<Option<(PathBuf, Manifest)>, PsError> {
     if root.join(MANIFEST_FILE).exists() {
         // Pointed straight at a checkpoint: a bad manifest there is an error, not something to skip.
         return read_manifest(root).map(|m| Some((root.to_path_buf(), m)));
     }
     for (_, dir) in step_dirs(root)?.into_iter().rev() {
-        if let Ok(m) = read_manifest(&dir) {
-            return Ok(Some((dir, m)));
+        if !dir.join(MANIFEST_FILE).exists() {
+            continue;
+        }
+        match read_manifest(&dir).and_then(|m| verify_all(&dir, &m).map(|()| m)) {
+            Ok(m) => return Ok(Some((dir, m))),
+            Err(e) => skipped(&dir, &e),
         }
     }
     Ok(None)

@@ -261,21 +261,48 @@ fn small_checkpoint(root: &Path, step: u64) {
 #[test]
 fn latest_skips_incomplete_checkpoints() {
     let root = tempfile::tempdir().unwrap();
-    assert!(latest(root.path()).unwrap().is_none());
-    assert!(latest(&root.path().join("absent")).unwrap().is_none());
+    assert!(latest(root.path(), &mut |_, _| {}).unwrap().is_none());
+    assert!(latest(&root.path().join("absent"), &mut |_, _| {}).unwrap().is_none());
     small_checkpoint(root.path(), 10);
     small_checkpoint(root.path(), 20);
     // Step 30 was cut short: its shard file is there, its manifest is not.
     small_checkpoint(root.path(), 30);
     std::fs::remove_file(step_dir(root.path(), 30).join(MANIFEST_FILE)).unwrap();
     std::fs::create_dir(root.path().join("step-junk")).unwrap();
-    let (dir, m) = latest(root.path()).unwrap().unwrap();
+    let (dir, m) = latest(root.path(), &mut |_, _| {}).unwrap().unwrap();
     assert_eq!((dir, m.step), (step_dir(root.path(), 20), 20));
     assert!(step_dir(root.path(), 20).ends_with("step-0000000020"));
     // A checkpoint directory itself is accepted too.
-    let (dir, m) = latest(&step_dir(root.path(), 10)).unwrap().unwrap();
+    let (dir, m) = latest(&step_dir(root.path(), 10), &mut |_, _| {}).unwrap().unwrap();
     assert_eq!((dir, m.step), (step_dir(root.path(), 10), 10));
     load_dir(&step_dir(root.path(), 10)).unwrap();
+}
+
+#[test]
+fn a_damaged_newest_checkpoint_is_passed_over_for_the_previous_one_naming_the_file() {
+    let root = tempfile::tempdir().unwrap();
+    for step in [10, 20, 30] {
+        small_checkpoint(root.path(), step);
+    }
+    // Step 30: a flipped byte in its shard file; step 20: the shard file truncated.
+    let shard30 = step_dir(root.path(), 30).join(shard_file_name(0));
+    let mut bytes = std::fs::read(&shard30).unwrap();
+    bytes[20] ^= 0x40;
+    std::fs::write(&shard30, bytes).unwrap();
+    let shard20 = step_dir(root.path(), 20).join(shard_file_name(0));
+    let len = std::fs::metadata(&shard20).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&shard20).unwrap().set_len(len - 7).unwrap();
+    let mut skipped = Vec::new();
+    let (dir, m) = latest(root.path(), &mut |d, e| skipped.push((d.to_path_buf(), e.to_string()))).unwrap().unwrap();
+    assert_eq!((dir, m.step), (step_dir(root.path(), 10), 10));
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!(skipped[0].0, step_dir(root.path(), 30));
+    assert!(skipped[0].1.contains(&shard30.display().to_string()), "{}", skipped[0].1);
+    assert!(
+        skipped[1].1.contains(&shard20.display().to_string()) && skipped[1].1.contains("truncated"),
+        "{}",
+        skipped[1].1
+    );
 }
 
 #[test]
@@ -291,7 +318,11 @@ fn prune_keeps_the_newest_and_drops_stale_incomplete_ones() {
     let left: Vec<u64> = step_dirs(root.path()).unwrap().into_iter().map(|(s, _)| s).collect();
     assert_eq!(left, vec![3, 4, 5], "the newest two complete ones, and the possibly in-progress step 5");
     prune(root.path(), 0).unwrap();
-    assert_eq!(latest(root.path()).unwrap().unwrap().1.step, 4, "the newest complete checkpoint always stays");
+    assert_eq!(
+        latest(root.path(), &mut |_, _| {}).unwrap().unwrap().1.step,
+        4,
+        "the newest complete checkpoint always stays"
+    );
     std::fs::write(root.path().join("notes.txt"), "mine").unwrap();
     prune(root.path(), 1).unwrap();
     assert!(root.path().join("notes.txt").exists());

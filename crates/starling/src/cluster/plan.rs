@@ -1,7 +1,7 @@
 //! What the coordinator decides before any process starts work: the resolved job, its tables,
 //! the shard map, and where training resumes from.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use starling_core::graph::Fields;
 use starling_ps::{checkpoint, Manifest, ShardMap, TableSpec};
@@ -99,7 +99,10 @@ impl Plan {
     fn find_resume(&mut self) -> Result<(), ClusterError> {
         let ck = &self.job.checkpoint;
         if let (Some(root), true) = (&ck.dir, ck.resume) {
-            if let Some((dir, manifest)) = checkpoint::latest(root)? {
+            let skip = &mut |dir: &Path, e: &starling_ps::PsError| {
+                crate::errln!("coordinator: passing over checkpoint {} for an older one: {e}", dir.display())
+            };
+            if let Some((dir, manifest)) = checkpoint::latest(root, skip)? {
                 self.check(&dir, &manifest)?;
                 if manifest.worker_clocks.len() != self.workers {
                     return Err(ClusterError::Incompatible {
