@@ -262,15 +262,20 @@ impl Learner {
     }
 }
 
-/// Keeps only touched keys and their gradients, in order (what a push sends).
-pub fn compact_touched(
-    keys: &[u64],
-    grads: &[f32],
+/// The touched keys and their gradients, in order (what a push sends). When every key was
+/// touched (a dense block, and most batches' sparse rows) that is `keys` and `grads` as they
+/// are, with no copy; otherwise they are compacted into `out_keys` and `out_grads`.
+pub fn compact_touched<'a>(
+    keys: &'a [u64],
+    grads: &'a [f32],
     touched: &[bool],
     dim: usize,
-    out_keys: &mut Vec<u64>,
-    out_grads: &mut Vec<f32>,
-) {
+    out_keys: &'a mut Vec<u64>,
+    out_grads: &'a mut Vec<f32>,
+) -> (&'a [u64], &'a [f32]) {
+    if touched.iter().all(|&t| t) {
+        return (keys, &grads[..keys.len() * dim]);
+    }
     out_keys.clear();
     out_grads.clear();
     for (k, (&key, g)) in keys.iter().zip(grads.chunks_exact(dim)).enumerate() {
@@ -279,6 +284,7 @@ pub fn compact_touched(
             out_grads.extend_from_slice(g);
         }
     }
+    (out_keys, out_grads)
 }
 
 #[cfg(test)]
@@ -382,8 +388,10 @@ mod tests {
         assert_eq!(b.keys(), &[2, 5, 9]);
         assert_eq!(b.slots, vec![2, 0, 0, 1, 2]);
         let (mut k, mut g) = (Vec::new(), Vec::new());
-        compact_touched(b.keys(), &[1.0, 2.0, 3.0], &[true, false, true], 1, &mut k, &mut g);
-        assert_eq!((k, g), (vec![2, 9], vec![1.0, 3.0]));
+        let pushed = compact_touched(b.keys(), &[1.0, 2.0, 3.0], &[true, false, true], 1, &mut k, &mut g);
+        assert_eq!(pushed, (&[2, 9][..], &[1.0, 3.0][..]));
+        let all = compact_touched(b.keys(), &[1.0, 2.0, 3.0], &[true; 3], 1, &mut k, &mut g);
+        assert_eq!(all, (&[2, 5, 9][..], &[1.0, 2.0, 3.0][..]));
     }
 
     #[test]

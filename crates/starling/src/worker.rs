@@ -292,14 +292,7 @@ impl Worker<'_> {
         for (t, spec) in self.model.tables().iter().enumerate() {
             let keys = batch_keys(spec, &p.batch, &b.dense_keys[t]);
             let (grads, touched) = (&b.grads.grads[t], &b.grads.touched[t]);
-            // Every row touched (a dense block, and most batches' sparse rows): pushed as they
-            // are, without copying the gradients out.
-            let (keys, grads) = if touched.iter().all(|&t| t) {
-                (keys, &grads[..keys.len() * spec.dim])
-            } else {
-                compact_touched(keys, grads, touched, spec.dim, &mut b.push_keys, &mut b.push_grads);
-                (&b.push_keys[..], &b.push_grads[..])
-            };
+            let (keys, grads) = compact_touched(keys, grads, touched, spec.dim, &mut b.push_keys, &mut b.push_grads);
             // A synchronous round counts every worker's push, empty or not.
             if !keys.is_empty() || spec.sync {
                 client.push(t as u32, keys, grads)?;
