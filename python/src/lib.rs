@@ -247,11 +247,14 @@ fn run_task(
                 advertise: None,
                 token: token.clone(),
                 rank_file: None,
+                slot: None,
             };
             shards.push(std::thread::spawn(move || server_role::run(&opts)));
         }
-        let worker =
-            worker_role::run_on(&worker_role::WorkerOptions { coordinator, token, rank_file: None }, Some(data));
+        let worker = worker_role::run_on(
+            &worker_role::WorkerOptions { coordinator, token, rank_file: None, slot: None },
+            Some(data),
+        );
         let mut first_error = worker.err();
         for s in shards {
             match s.join() {

@@ -216,6 +216,19 @@ impl ClockTable {
         }
     }
 
+    /// Every worker active again at `clocks` (a rollback to a checkpoint's cut); what was
+    /// observed so far stays counted.
+    pub fn rewind(&mut self, clocks: &[u64]) {
+        self.clocks.copy_from_slice(clocks);
+        self.states.fill(WorkerState::Active);
+    }
+
+    /// Worker `worker` active again at `clock` (its replacement resumes from a cut).
+    pub fn set(&mut self, worker: usize, clock: u64) {
+        self.clocks[worker] = clock;
+        self.states[worker] = WorkerState::Active;
+    }
+
     /// True when no worker is active.
     pub fn all_finished(&self) -> bool {
         self.states.iter().all(|s| *s != WorkerState::Active)

@@ -22,16 +22,34 @@ pub enum ToCoordinator {
     RegisterServer {
         /// Address workers connect to.
         addr: String,
+        /// Who it is, so a silent one can be fenced.
+        process: ProcessId,
+        /// The server id it asks for: the one it served before (`returning`), or a lost one's.
+        slot: Option<usize>,
+        /// It served `slot` under a coordinator that died: it rolls back instead of starting.
+        returning: bool,
     },
-    /// The server has loaded its rows and serves.
+    /// The server has loaded its rows and serves them at `addr` (new after a rollback).
     ServerReady {
         /// Rows loaded from a checkpoint.
         rows_loaded: u64,
+        /// Address workers connect to.
+        addr: String,
     },
     /// A worker asking for its rank.
     RegisterWorker {
-        /// Host name, for logs.
-        host: String,
+        /// Who it is, for logs and fencing.
+        process: ProcessId,
+        /// The rank it asks for: the one it had before (`returning`), or a lost one's.
+        slot: Option<usize>,
+        /// It trained as `slot` under a coordinator that died: it rewinds instead of starting.
+        returning: bool,
+    },
+    /// A worker's step failed on a server (it closed or refused); the worker waits for the
+    /// coordinator's [`FromCoordinator::Rewind`] or the end of the job.
+    Stalled {
+        /// What failed.
+        reason: String,
     },
     /// Still alive; workers add their running totals for the job's progress view.
     Heartbeat {
@@ -81,6 +99,7 @@ impl ToCoordinator {
             ToCoordinator::RegisterServer { .. } => "server registration",
             ToCoordinator::ServerReady { .. } => "server-ready message",
             ToCoordinator::RegisterWorker { .. } => "worker registration",
+            ToCoordinator::Stalled { .. } => "stalled-worker message",
             ToCoordinator::Heartbeat { .. } => "heartbeat",
             ToCoordinator::Clock { .. } => "clock message",
             ToCoordinator::Done { .. } => "end-of-training message",
@@ -89,6 +108,21 @@ impl ToCoordinator {
             ToCoordinator::Load { .. } => "load report",
             ToCoordinator::Failed { .. } => "failure report",
         }
+    }
+}
+
+/// A process as the coordinator names and, when it shares the coordinator's host, fences it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    /// Host name.
+    pub host: String,
+    /// Process id on that host.
+    pub pid: u32,
+}
+
+impl std::fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} pid {}", self.host, self.pid)
     }
 }
 
@@ -176,6 +210,21 @@ pub enum FromCoordinator {
         /// Its rank.
         rank: usize,
     },
+    /// A process was lost: drop every row and serve afresh from `resume_from` (the job's start
+    /// when `None`), answering [`ToCoordinator::ServerReady`] with the new address.
+    Rollback {
+        /// Checkpoint directory to load the rows from.
+        resume_from: Option<String>,
+        /// Steps of the slowest worker at that cut.
+        steps_done: u64,
+    },
+    /// The job rolled back: reconnect to `servers` and go on from step `clock`.
+    Rewind {
+        /// The worker's clock at the cut.
+        clock: u64,
+        /// Server addresses, by server index.
+        servers: Vec<String>,
+    },
     /// Write this server's shard file into `dir`.
     WriteCheckpoint {
         /// Checkpoint directory.
@@ -199,6 +248,8 @@ impl FromCoordinator {
             FromCoordinator::Go { .. } => "go-ahead",
             FromCoordinator::AllDone { .. } => "end-of-job message",
             FromCoordinator::WorkerGone { .. } => "worker-gone notice",
+            FromCoordinator::Rollback { .. } => "rollback",
+            FromCoordinator::Rewind { .. } => "rewind",
             FromCoordinator::WriteCheckpoint { .. } => "checkpoint request",
             FromCoordinator::Shutdown => "shutdown",
             FromCoordinator::Abort { .. } => "abort",
@@ -238,7 +289,12 @@ mod tests {
     fn messages_round_trip() {
         let msgs = vec![
             ToCoordinator::Clock { clock: 7 },
-            ToCoordinator::RegisterServer { addr: "127.0.0.1:9".into() },
+            ToCoordinator::RegisterServer {
+                addr: "127.0.0.1:9".into(),
+                process: ProcessId { host: "h".into(), pid: 7 },
+                slot: None,
+                returning: false,
+            },
             ToCoordinator::Failed { message: "disk full".into() },
         ];
         let mut wire = Vec::new();

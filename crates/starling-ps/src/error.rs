@@ -68,6 +68,13 @@ pub enum PsError {
     /// The job was stopped, by the coordinator or a failure elsewhere.
     #[error("job aborted: {0}")]
     Aborted(String),
+    /// A process of the job was lost and every table went back to the last checkpoint's cut:
+    /// the caller's work since then is void, and it goes on from `clock`.
+    #[error("the job rolled back to step {clock}")]
+    RolledBack {
+        /// The caller's clock at the cut.
+        clock: u64,
+    },
     /// Checkpoint trouble.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

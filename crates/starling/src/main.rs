@@ -98,6 +98,13 @@ struct CoordinatorArgs {
     /// The job's shared secret (default: $STARLING_TOKEN).
     #[arg(long)]
     token: Option<String>,
+    /// This coordinator replaces one that died in a job started at this Unix time: it rolls
+    /// back to the job's newest checkpoint and waits for the live processes to re-register.
+    #[arg(long, value_name = "UNIX_SECS")]
+    recover_since: Option<u64>,
+    /// Restarts the job has used so far, this one included (with --recover-since).
+    #[arg(long, default_value_t = 0)]
+    restarts_used: u32,
     #[command(flatten)]
     job: TrainArgs,
 }
@@ -119,6 +126,9 @@ struct ServerArgs {
     /// Write the server id the coordinator assigns here (for launchers).
     #[arg(long)]
     rank_file: Option<PathBuf>,
+    /// Ask for this server id (a lost server's, a StatefulSet pod's ordinal) instead of any free one.
+    #[arg(long, env = "STARLING_SLOT")]
+    slot: Option<usize>,
 }
 
 #[derive(Args)]
@@ -132,6 +142,9 @@ struct WorkerArgs {
     /// Write the worker rank the coordinator assigns here (for launchers).
     #[arg(long)]
     rank_file: Option<PathBuf>,
+    /// Ask for this rank (a lost worker's, an indexed Job's completion index) instead of any free one.
+    #[arg(long, env = "STARLING_SLOT")]
+    slot: Option<usize>,
 }
 
 /// Options of `starling train`; every one also has a key in the TOML job config.
@@ -634,7 +647,10 @@ fn cmd_coordinator(a: CoordinatorArgs) -> Result<()> {
     let token = cluster::token(a.token.as_deref())?;
     let (servers, workers) = (a.servers.unwrap_or(job.cluster.servers), a.workers.unwrap_or(job.cluster.workers));
     check_output(a.job.report.as_deref())?;
-    let plan = cluster::plan::Plan::new(job, servers, workers, token)?;
+    let mut plan = cluster::plan::Plan::new(job, servers, workers, token)?;
+    if let Some(since_unix) = a.recover_since {
+        plan.recover(cluster::plan::Recovering { since_unix, restarts_used: a.restarts_used })?;
+    }
     let rep = cluster::run_coordinator(plan, &a.bind, a.port_file.as_deref())?;
     outln!(
         "trained on {} examples by {} workers in {:.2} s ({:.0} examples/s, {}); progressive logloss {:.5}",
@@ -664,6 +680,16 @@ fn cmd_coordinator(a: CoordinatorArgs) -> Result<()> {
     for l in &rep.lost_workers {
         outln!("lost worker: {l}");
     }
+    for r in &rep.recoveries {
+        let how = if r.kind == "replace" { "its replacement went back to" } else { "every table went back to" };
+        outln!(
+            "recovered: lost {}; {how} {}, {} steps redone, {:.2} s to resume",
+            r.lost.join("; "),
+            r.to,
+            r.steps_redone,
+            r.seconds
+        );
+    }
     if let Some(t) = &rep.test {
         let auc = t.auc.map_or("n/a".to_string(), |a| format!("{a:.5}"));
         outln!(
@@ -691,13 +717,15 @@ fn cmd_server(a: ServerArgs) -> Result<()> {
         advertise: a.advertise,
         token,
         rank_file: a.rank_file,
+        slot: a.slot,
     };
     Ok(cluster::server_role::run(&opts)?)
 }
 
 fn cmd_worker(a: WorkerArgs) -> Result<()> {
     let token = cluster::token(a.token.as_deref())?;
-    let opts = cluster::worker_role::WorkerOptions { coordinator: a.coordinator, token, rank_file: a.rank_file };
+    let opts =
+        cluster::worker_role::WorkerOptions { coordinator: a.coordinator, token, rank_file: a.rank_file, slot: a.slot };
     Ok(cluster::worker_role::run(&opts)?)
 }
 

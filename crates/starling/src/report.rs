@@ -130,6 +130,19 @@ pub fn job_json(r: &crate::cluster::coordinator::JobReport) -> String {
         list(&r.granted_staleness.counts, |c| c.to_string()),
         r.granted_staleness.max
     );
+    let _ = write!(
+        out,
+        ", \"restarts\": {}, \"recoveries\": {}",
+        r.restarts,
+        list(&r.recoveries, |v| format!(
+            "{{\"lost\": {}, \"kind\": {}, \"to\": {}, \"steps_redone\": {}, \"seconds\": {}}}",
+            list(&v.lost, |s| string(s)),
+            string(&v.kind),
+            string(&v.to),
+            v.steps_redone,
+            num(v.seconds)
+        ))
+    );
     let _ = writeln!(
         out,
         ", \"servers\": {}, \"lost_workers\": {}, \"checkpoints\": {}}}",

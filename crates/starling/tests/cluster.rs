@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{gen_data, rows};
+use common::{children, gen_data, has_checkpoint, report, rows, Live};
 
 const BIN: &str = env!("CARGO_BIN_EXE_starling");
 
@@ -190,24 +190,6 @@ fn checkpoint_kill_and_resume_gives_the_uninterrupted_model_also_on_more_servers
     assert_eq!(rows(&a), rows(&b), "resumed model differs from the uninterrupted one");
 }
 
-/// Pids of the launcher's children whose command line has `role` as its subcommand.
-fn children(launcher: u32, role: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Field 4 (after the parenthesised name) is the parent pid.
-        let ppid =
-            stat.rsplit(')').next().and_then(|s| s.split_whitespace().nth(1)).and_then(|s| s.parse::<u32>().ok());
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-        if ppid == Some(launcher) && args.get(1) == Some(&role.as_bytes()) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 /// Starts a long job and returns it once its workers are training.
 fn start_training(j: &Path, staleness: &str) -> std::process::Child {
     let args = ["launch", "--servers", "2", "--workers", "2", "-c", j.to_str().unwrap(), "--staleness", staleness];
@@ -235,7 +217,8 @@ fn kill_one_during_training(j: &Path, role: &str, staleness: &str) -> (Output, D
 }
 
 /// The launcher's last line names the process that was killed, by role, rank and pid, and the
-/// signal: not the coordinator that exited because of it.
+/// signal: not the coordinator that exited because of it. (These jobs set `max_restarts = 0`:
+/// with restarts, the same kills are recovered from, as the tests after them check.)
 fn assert_blames(stderr: &str, role: &str, victim: i32) {
     let last = stderr.lines().last().unwrap_or("");
     let want = format!("(pid {victim}) was killed by signal 9 (SIGKILL)");
@@ -247,7 +230,7 @@ fn assert_blames(stderr: &str, role: &str, victim: i32) {
 #[test]
 fn asp_job_finishes_without_a_killed_worker_and_reports_it() {
     let dir = tempfile::tempdir().unwrap();
-    let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n");
+    let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n[cluster]\nmax_restarts = 0\n");
     let (out, _, _) = kill_one_during_training(&j, "worker", "inf");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the ASP job should finish:\n{stdout}\n{stderr}");
@@ -258,7 +241,7 @@ fn asp_job_finishes_without_a_killed_worker_and_reports_it() {
 #[test]
 fn a_killed_server_ends_every_process_with_a_message_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n");
+    let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n[cluster]\nmax_restarts = 0\n");
     let (out, took, victim) = kill_one_during_training(&j, "server", "0");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the job must fail when a server dies:\n{stderr}");
@@ -270,7 +253,7 @@ fn a_killed_server_ends_every_process_with_a_message_naming_it() {
 #[test]
 fn a_killed_worker_fails_a_bsp_job_with_a_message_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n");
+    let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n[cluster]\nmax_restarts = 0\n");
     let (out, took, victim) = kill_one_during_training(&j, "worker", "0");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a BSP job must fail when a worker dies:\n{stderr}");
@@ -282,7 +265,7 @@ fn a_killed_worker_fails_a_bsp_job_with_a_message_naming_it() {
 #[test]
 fn a_killed_worker_under_ssp_is_blamed_by_rank_pid_and_signal() {
     let dir = tempfile::tempdir().unwrap();
-    let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n");
+    let j = job(dir.path(), "[train]\nbatch_size = 10\npasses = 6\n[cluster]\nmax_restarts = 0\n");
     let (out, _, victim) = kill_one_during_training(&j, "worker", "2");
     assert!(!out.status.success());
     assert_blames(&String::from_utf8_lossy(&out.stderr), "worker", victim);
@@ -364,4 +347,119 @@ fn a_cluster_job_refuses_early_stopping_instead_of_ignoring_it() {
     let valid = gen_data().join("test.libsvm");
     let err = run_err(&["launch", "-c", j.to_str().unwrap(), "--valid", valid.to_str().unwrap(), "--patience", "2"]);
     assert!(err.contains("train.patience") && err.contains("starling train"), "{err}");
+}
+
+/// `starling launch` of job file `j` on 2 servers and 2 workers, with `more` arguments.
+fn two_by_two<'a>(j: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["launch", "--servers", "2", "--workers", "2", "-c", j];
+    args.extend_from_slice(more);
+    args
+}
+
+/// A 2 × 2 BSP job over the generated data, LR with AdaGrad, with fast heartbeats, and `extra`.
+fn recovery_job(dir: &Path, extra: &str) -> PathBuf {
+    let base = "[optimizer]\nname = \"adagrad\"\n[train]\nbatch_size = 10\npasses = 4\n";
+    job(dir, &format!("{base}[cluster]\nheartbeat_secs = 0.2\nheartbeat_timeout_secs = 1.5\n{extra}"))
+}
+
+#[test]
+fn bsp_recovers_from_a_killed_server_worker_or_coordinator_with_the_uninterrupted_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = recovery_job(dir.path(), "");
+    let j = j.to_str().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let reference = p("ref");
+    run(&["launch", "--servers", "2", "--workers", "2", "-c", j, "--save", &reference]);
+    let reference = starling::model_file::load(Path::new(&reference)).unwrap();
+    for role in ["server", "worker", "coordinator"] {
+        let (ck, save, rep) = (p(&format!("ck-{role}")), p(&format!("{role}.model")), p(&format!("{role}.json")));
+        let mut job = Live::start(&two_by_two(
+            j,
+            &["--checkpoint-dir", &ck, "--checkpoint-every-steps", "500", "--save", &save, "--report", &rep],
+        ));
+        job.wait_until("a checkpoint", |_| has_checkpoint(Path::new(&ck)));
+        let victim = job.signal(role, libc::SIGKILL);
+        let (ok, _, said) = job.finish();
+        assert!(ok, "the job should recover from its killed {role}:\n{said}");
+        assert!(said.contains(&format!("(pid {victim}) was killed by signal 9")), "{said}");
+        assert!(said.contains("starting a replacement (restart 1 of 3)") && said.contains("recovered in"), "{said}");
+        let r = report(Path::new(&rep));
+        assert_eq!(r["restarts"], 1, "{r}");
+        let lost = r["recoveries"][0]["lost"][0].as_str().unwrap();
+        assert!(lost.contains(role), "the report should name the lost {role}: {lost}");
+        let model = starling::model_file::load(Path::new(&save)).unwrap();
+        assert_eq!(rows(&model), rows(&reference), "recovering from the killed {role} changed the model");
+    }
+}
+
+#[test]
+fn a_stopped_worker_is_declared_lost_killed_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = recovery_job(dir.path(), "");
+    let (j, ck, save) = (j.to_str().unwrap(), dir.path().join("ck"), dir.path().join("m"));
+    let reference = dir.path().join("ref");
+    run(&["launch", "--servers", "2", "--workers", "2", "-c", j, "--save", reference.to_str().unwrap()]);
+    let mut job = Live::start(&two_by_two(
+        j,
+        &[
+            "--checkpoint-dir",
+            ck.to_str().unwrap(),
+            "--checkpoint-every-steps",
+            "500",
+            "--save",
+            save.to_str().unwrap(),
+        ],
+    ));
+    job.wait_until("a checkpoint", |_| has_checkpoint(&ck));
+    let victim = job.signal("worker", libc::SIGSTOP);
+    let (ok, _, said) = job.finish();
+    assert!(ok, "the job should replace its stopped worker:\n{said}");
+    assert!(said.contains(&format!("pid {victim}")) && said.contains("(silent; declared lost)"), "{said}");
+    assert!(said.contains("sent nothing for 2 s") && said.contains("recovered in"), "{said}");
+    let (a, b) = (starling::model_file::load(&reference).unwrap(), starling::model_file::load(&save).unwrap());
+    assert_eq!(rows(&a), rows(&b), "replacing the stopped worker changed the model");
+}
+
+#[test]
+fn asp_replaces_a_killed_worker_while_the_other_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = recovery_job(dir.path(), "staleness = \"inf\"\n");
+    let (j, ck) = (j.to_str().unwrap(), dir.path().join("ck"));
+    let (r0, r1) = (dir.path().join("ref.json"), dir.path().join("r.json"));
+    run(&["launch", "--servers", "2", "--workers", "2", "-c", j, "--report", r0.to_str().unwrap()]);
+    let mut job = Live::start(&two_by_two(
+        j,
+        &[
+            "--checkpoint-dir",
+            ck.to_str().unwrap(),
+            "--checkpoint-every-steps",
+            "500",
+            "--report",
+            r1.to_str().unwrap(),
+        ],
+    ));
+    job.wait_until("a checkpoint", |_| has_checkpoint(&ck));
+    job.signal("worker", libc::SIGKILL);
+    let (ok, _, said) = job.finish();
+    assert!(ok, "the ASP job should replace its killed worker:\n{said}");
+    assert!(said.contains("the other workers go on") && !said.contains("rolling every table back"), "{said}");
+    let r = report(&r1);
+    assert_eq!(r["recoveries"][0]["kind"], "replace", "{r}");
+    let (a, b) = (test_logloss(&r0), test_logloss(&r1));
+    assert!((a - b).abs() <= 0.002, "fault-free {a}, with a replaced worker {b}");
+}
+
+#[test]
+fn restarts_are_bounded_and_the_last_loss_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = recovery_job(dir.path(), "max_restarts = 1\n");
+    let mut job = Live::start(&["launch", "--servers", "2", "--workers", "2", "-c", j.to_str().unwrap()]);
+    job.wait_until("training", |l| l.said().contains("training (BSP"));
+    job.signal("server", libc::SIGKILL);
+    job.wait_until("the recovery", |l| l.said().contains("recovered in"));
+    let victim = job.signal("server", libc::SIGKILL);
+    let (ok, _, said) = job.finish();
+    assert!(!ok, "a second loss with max_restarts = 1 must fail the job:\n{said}");
+    assert!(said.contains("no restarts left (cluster.max_restarts = 1)"), "{said}");
+    assert_blames(&said, "server", victim);
 }

@@ -2,7 +2,9 @@
 //! defaults learn as well as one process, and the hybrid mode (synchronous dense layers,
 //! asynchronous embeddings) ends beside BSP. Real processes over loopback TCP, 1M generated rows.
 
-use std::path::Path;
+mod common;
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -10,9 +12,9 @@ use starling_data::synth::{self, SynthConfig, SynthFormat};
 
 /// 1M training rows (200k test) with the hidden non-linear term, so DeepFM has something to find.
 fn data() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::binary_scratch();
         let cfg = SynthConfig {
             train_rows: 1_000_000,
             test_rows: 200_000,
@@ -21,10 +23,9 @@ fn data() -> &'static Path {
             formats: vec![SynthFormat::Criteo],
             nonlinear: 1.0,
         };
-        synth::generate(&cfg, dir.path(), &mut |_| {}).unwrap();
+        synth::generate(&cfg, &dir, &mut |_| {}).unwrap();
         dir
     })
-    .path()
 }
 
 /// Test logloss and AUC of a `starling` run (`train` or `launch`) on the data set.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use starling_ps::control::{self, FromCoordinator, TestMetrics, ToCoordinator, WorkerProgress};
+use starling_ps::control::{self, FromCoordinator, ProcessId, TestMetrics, ToCoordinator, WorkerProgress};
 use starling_ps::frame::{self, Hello, Kind};
 use starling_ps::{checkpoint, ClientStats, ClockTable, Manifest, ShardFileInfo, StalenessHistogram, StatsSnapshot};
 
@@ -20,6 +20,8 @@ use crate::config::WorkerLoss;
 
 /// How long the coordinator waits for every process to register.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the coordinator waits for a lost process's replacement to register.
+pub const REPLACE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Progress lines are logged this often.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -47,27 +49,64 @@ pub struct JobReport {
     /// Checkpoints of the job that exist at its end (directories, oldest first); older ones
     /// deleted under `checkpoint.keep` are not listed.
     pub checkpoints: Vec<String>,
+    /// Lost processes replaced (of `cluster.max_restarts`).
+    pub restarts: u32,
+    /// Every recovery: what was lost, where the job went back to, and what it cost.
+    pub recoveries: Vec<RecoveryReport>,
+}
+
+/// One recovery from lost processes.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RecoveryReport {
+    /// The processes lost, with why.
+    pub lost: Vec<String>,
+    /// `"rollback"` (every table and worker went back to the cut) or `"replace"` (under ASP only
+    /// the lost worker's replacement went back; the others never stopped).
+    pub kind: String,
+    /// The checkpoint gone back to, or `"the job's start"`.
+    pub to: String,
+    /// Steps done since that cut that the workers redo.
+    pub steps_redone: u64,
+    /// Seconds from the loss to training again.
+    pub seconds: f64,
 }
 
 /// A connected process.
 struct Peer {
     name: String,
-    writer: Arc<Mutex<TcpStream>>,
+    /// `None` in a slot a restarted coordinator keeps for a process yet to re-register.
+    writer: Option<Arc<Mutex<TcpStream>>>,
     last_seen: Instant,
     gone: bool,
+    process: ProcessId,
+    /// Which occupant of its slot this is: messages of a replaced one's connection are ignored.
+    incarnation: u64,
 }
 
 impl Peer {
     fn send(&self, msg: &FromCoordinator) {
         // A failed send shows up as this peer's disconnect on its reader thread.
-        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = control::send(&mut *w, msg);
+        if let Some(w) = &self.writer {
+            let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = control::send(&mut *w, msg);
+        }
+    }
+
+    /// The slot of `name`, kept by a restarted coordinator until its process re-registers.
+    fn awaited(name: String) -> Peer {
+        let process = ProcessId { host: String::new(), pid: 0 };
+        Peer { name, writer: None, last_seen: Instant::now(), gone: true, process, incarnation: 0 }
     }
 }
 
 struct ServerSlot {
     peer: Peer,
     addr: String,
+    /// The occupant has its assignment.
+    assigned: bool,
+    /// The occupant served this share under the coordinator before this one: it rolls back
+    /// instead of taking an assignment.
+    rejoined: bool,
     ready: bool,
     ckpt: Option<ShardFileInfo>,
     load: Option<StatsSnapshot>,
@@ -75,11 +114,40 @@ struct ServerSlot {
 
 struct WorkerSlot {
     peer: Peer,
+    /// The occupant has its assignment.
+    assigned: bool,
     pending: Option<u64>,
     done: bool,
     lost: Option<String>,
+    /// A data-plane call failed: since when, and why.
+    stalled: Option<(Instant, String)>,
+    /// Under ASP: lost, and its replacement resumes from its cut alone.
+    replacing: Option<Instant>,
     progress: WorkerProgress,
     last_pass: (u64, f64),
+}
+
+impl ServerSlot {
+    fn awaited(id: usize) -> Self {
+        let peer = Peer::awaited(format!("server {id}"));
+        ServerSlot { peer, addr: String::new(), assigned: false, rejoined: false, ready: false, ckpt: None, load: None }
+    }
+}
+
+impl WorkerSlot {
+    fn awaited(rank: usize) -> Self {
+        WorkerSlot {
+            peer: Peer::awaited(format!("worker {rank}")),
+            assigned: false,
+            pending: None,
+            done: false,
+            lost: None,
+            stalled: None,
+            replacing: None,
+            progress: WorkerProgress::default(),
+            last_pass: (0, 0.0),
+        }
+    }
 }
 
 /// A checkpoint being taken.
@@ -87,6 +155,27 @@ struct Ckpt {
     dir: PathBuf,
     requested: bool,
     final_one: bool,
+}
+
+/// Where a rollback goes: the newest checkpoint this job wrote, or where it started.
+struct Cut {
+    dir: Option<PathBuf>,
+    clocks: Vec<u64>,
+}
+
+impl Cut {
+    fn describe(&self) -> String {
+        self.dir.as_ref().map_or_else(|| "the job's start".to_string(), |d| d.display().to_string())
+    }
+}
+
+/// Lost processes being replaced while every table is back at the cut.
+struct Recovery {
+    since: Instant,
+    /// When the first lost process was last heard from: the time lost counts from there.
+    silent_since: Instant,
+    lost: Vec<String>,
+    clocks_before: Vec<u64>,
 }
 
 /// Everything the connection threads and the main thread share.
@@ -100,6 +189,13 @@ struct State {
     evaluated: Option<Option<TestMetrics>>,
     evaluator: Option<usize>,
     all_done_sent: bool,
+    cut: Cut,
+    recovery: Option<Recovery>,
+    restarts: u32,
+    recoveries: Vec<RecoveryReport>,
+    incarnations: u64,
+    /// The job is over (ended or failed): connections closing now are expected.
+    over: bool,
 }
 
 struct Shared {
@@ -124,7 +220,7 @@ impl State {
 
     /// Lets every waiting worker whose next step the rule allows start it, unless a checkpoint is being taken.
     fn release(&mut self) {
-        if self.ckpt.is_some() {
+        if self.ckpt.is_some() || self.recovery.is_some() {
             return;
         }
         for w in 0..self.workers.len() {
@@ -135,6 +231,14 @@ impl State {
                     self.workers[w].peer.send(&FromCoordinator::Go { staleness });
                 }
             }
+        }
+    }
+
+    /// Whether `role` is the current occupant of its slot (not one replaced since).
+    fn current(&self, role: Role) -> bool {
+        match role {
+            Role::Server(id, inc) => self.servers.get(id).is_some_and(|s| s.peer.incarnation == inc),
+            Role::Worker(rank, inc) => self.workers.get(rank).is_some_and(|w| w.peer.incarnation == inc),
         }
     }
 
@@ -150,25 +254,184 @@ impl State {
         self.workers.iter().all(|w| w.done || w.lost.is_some() || w.pending.is_some())
     }
 
-    fn lose_worker(&mut self, rank: usize, why: String, policy: WorkerLoss) {
-        let w = &mut self.workers[rank];
-        if w.done || w.lost.is_some() {
+    /// Counts a restart; false (the job failing) once `cluster.max_restarts` are used up.
+    fn restart(&mut self, what: &str, plan: &Plan) -> bool {
+        let max = plan.job.cluster.max_restarts;
+        self.restarts += 1;
+        if self.restarts > max {
+            self.fail(format!("lost {what}; no restarts left (cluster.max_restarts = {max})"));
+            return false;
+        }
+        true
+    }
+
+    /// Every table goes back to the cut: the live servers reload it now, and once every lost
+    /// process has a registered replacement the workers rewind ([`State::finish_recovery`]).
+    fn begin_recovery(&mut self, what: String, silent_since: Instant, plan: &Plan) {
+        if !self.restart(&what, plan) {
             return;
         }
-        let name = w.peer.name.clone();
-        match policy {
-            WorkerLoss::Fail => {
-                self.fail(format!("lost {name}: {why}; stopping the job (cluster.on_worker_loss = \"fail\")"))
+        let max = plan.job.cluster.max_restarts;
+        if let Some(r) = &mut self.recovery {
+            crate::errln!("coordinator: also lost {what} (restart {} of {max})", self.restarts);
+            r.lost.push(what);
+            return;
+        }
+        crate::errln!(
+            "coordinator: lost {what}; rolling every table back to {} and waiting for its replacement (restart {} of {max})",
+            self.cut.describe(),
+            self.restarts
+        );
+        if let Some(ck) = self.ckpt.take() {
+            crate::errln!(
+                "coordinator: abandoning checkpoint {} (it has no manifest, so it is never read)",
+                ck.dir.display()
+            );
+        }
+        let resume_from = self.cut.dir.as_ref().map(|d| d.display().to_string());
+        let steps_done = self.cut.clocks.iter().copied().min().unwrap_or(0);
+        for s in self.servers.iter_mut().filter(|s| !s.peer.gone && s.assigned) {
+            s.ready = false;
+            s.peer.send(&FromCoordinator::Rollback { resume_from: resume_from.clone(), steps_done });
+        }
+        for w in &mut self.workers {
+            w.pending = None;
+        }
+        self.recovery = Some(Recovery {
+            since: Instant::now(),
+            silent_since,
+            lost: vec![what],
+            clocks_before: self.clocks.clocks().to_vec(),
+        });
+    }
+
+    /// Every lost process has a replacement and every server serves the cut: the workers go on
+    /// from their clocks at the cut.
+    fn finish_recovery(&mut self, plan: &Plan, training: bool) {
+        let Some(r) = self.recovery.take() else { return };
+        let servers: Vec<String> = self.servers.iter().map(|s| s.addr.clone()).collect();
+        let clocks = self.cut.clocks.clone();
+        for (rank, w) in self.workers.iter_mut().enumerate() {
+            w.pending = None;
+            w.done = false;
+            w.stalled = None;
+            if w.lost.is_some() {
+                continue;
             }
-            WorkerLoss::Continue => {
-                crate::errln!("coordinator: lost {name}: {why}; continuing without it (its remaining data is skipped)");
-                w.lost = Some(format!("{name}: {why}"));
-                w.pending = None;
+            if w.assigned {
+                w.peer.send(&FromCoordinator::Rewind { clock: clocks[rank], servers: servers.clone() });
+            } else if training {
+                w.peer.send(&worker_assignment(plan, rank, &servers, clocks[rank]));
+                w.assigned = true;
+            }
+            w.peer.last_seen = Instant::now();
+        }
+        self.clocks.rewind(&clocks);
+        for rank in 0..self.workers.len() {
+            if self.workers[rank].lost.is_some() {
                 self.clocks.lose(rank);
                 self.worker_gone(rank);
-                self.release();
             }
         }
+        self.all_done_sent = false;
+        self.evaluated = None;
+        self.evaluator = None;
+        let steps_redone = r.clocks_before.iter().zip(&clocks).map(|(b, c)| b.saturating_sub(*c)).sum();
+        let seconds = r.silent_since.elapsed().as_secs_f64();
+        crate::errln!(
+            "coordinator: recovered in {seconds:.2} s: every table is back at {}, and the workers redo {steps_redone} steps",
+            self.cut.describe()
+        );
+        let to = self.cut.describe();
+        self.recoveries.push(RecoveryReport { lost: r.lost, kind: "rollback".into(), to, steps_redone, seconds });
+    }
+
+    /// A process is lost: recover, go on without it, or fail, as the job's settings say.
+    fn lose(&mut self, role: Role, why: String, plan: &Plan) {
+        let cl = &plan.job.cluster;
+        match role {
+            Role::Server(id, _) => {
+                let s = &mut self.servers[id];
+                if s.peer.gone {
+                    return;
+                }
+                let silent_since = s.peer.last_seen;
+                s.peer.gone = true;
+                s.assigned = false;
+                s.ready = false;
+                let what = format!("{}: {why}", s.peer.name);
+                if cl.max_restarts == 0 {
+                    self.fail(format!("lost {what}"));
+                } else {
+                    self.begin_recovery(what, silent_since, plan);
+                }
+            }
+            Role::Worker(rank, _) => {
+                let w = &mut self.workers[rank];
+                if w.peer.gone || w.lost.is_some() || w.replacing.is_some() {
+                    return;
+                }
+                let silent_since = w.peer.last_seen;
+                w.peer.gone = true;
+                let what = format!("{}: {why}", w.peer.name);
+                match cl.worker_loss() {
+                    WorkerLoss::Restart => {
+                        w.assigned = false;
+                        if self.asp_only(plan) && self.recovery.is_none() && self.workers_assigned {
+                            self.replace_worker(rank, what, silent_since, plan);
+                        } else {
+                            self.begin_recovery(what, silent_since, plan);
+                        }
+                    }
+                    WorkerLoss::Fail if w.done => {}
+                    WorkerLoss::Fail => {
+                        self.fail(format!("lost {what}; stopping the job (cluster.on_worker_loss = \"fail\")"))
+                    }
+                    WorkerLoss::Continue if w.done => {}
+                    WorkerLoss::Continue => {
+                        crate::errln!(
+                            "coordinator: lost {what}; continuing without it (its remaining data is skipped)"
+                        );
+                        w.lost = Some(what);
+                        w.pending = None;
+                        self.clocks.lose(rank);
+                        self.worker_gone(rank);
+                        self.release();
+                    }
+                }
+            }
+        }
+    }
+
+    /// No table waits for every worker (ASP, no synchronous dense layers): a lost worker's
+    /// replacement can go back alone while the others never stop.
+    fn asp_only(&self, plan: &Plan) -> bool {
+        plan.job.cluster.staleness == starling_ps::Staleness::Unbounded && !plan.tables.iter().any(|t| t.sync)
+    }
+
+    /// Under ASP: worker `rank` is lost; its replacement resumes from its clock at the cut.
+    fn replace_worker(&mut self, rank: usize, what: String, silent_since: Instant, plan: &Plan) {
+        if !self.restart(&what, plan) {
+            return;
+        }
+        crate::errln!(
+            "coordinator: lost {what}; the other workers go on, and its replacement resumes from step {} of {} (restart {} of {})",
+            self.cut.clocks[rank],
+            self.cut.describe(),
+            self.restarts,
+            plan.job.cluster.max_restarts
+        );
+        let w = &mut self.workers[rank];
+        w.replacing = Some(silent_since);
+        w.pending = None;
+        w.stalled = None;
+        self.recoveries.push(RecoveryReport {
+            lost: vec![what],
+            kind: "replace".into(),
+            to: self.cut.describe(),
+            steps_redone: self.clocks.clocks()[rank].saturating_sub(self.cut.clocks[rank]),
+            seconds: 0.0,
+        });
     }
 }
 
@@ -176,13 +439,28 @@ impl State {
 pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError> {
     let start_clocks = plan.start_clocks.clone();
     let mut clocks = ClockTable::new(plan.workers, plan.job.cluster.gate(), 0);
-    for (w, &c) in start_clocks.iter().enumerate() {
-        clocks.advance(w, c);
+    clocks.rewind(&start_clocks);
+    // Every slot exists from the start, so a process may ask for its own (a pod's ordinal, a
+    // lost process's rank) in any order.
+    let servers = (0..plan.servers).map(ServerSlot::awaited).collect();
+    let workers = (0..plan.workers).map(WorkerSlot::awaited).collect();
+    let (mut recovery, mut restarts) = (None, 0);
+    if let Some(r) = &plan.recovering {
+        // This coordinator replaces one that died: the job's processes re-register into their
+        // slots, every table goes back to the cut, and training goes on from there.
+        crate::errln!(
+            "coordinator: replacing a lost coordinator; rolling back to {} once the job's processes re-register",
+            plan.resume_from.as_ref().map_or_else(|| "the job's start".to_string(), |d| d.display().to_string())
+        );
+        let now = Instant::now();
+        let lost = vec!["the coordinator".to_string()];
+        recovery = Some(Recovery { since: now, silent_since: now, lost, clocks_before: start_clocks.clone() });
+        restarts = r.restarts_used;
     }
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
-            servers: Vec::new(),
-            workers: Vec::new(),
+            servers,
+            workers,
             workers_assigned: false,
             clocks,
             ckpt: None,
@@ -190,6 +468,12 @@ pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError>
             evaluated: None,
             evaluator: None,
             all_done_sent: false,
+            cut: Cut { dir: plan.resume_from.clone(), clocks: start_clocks },
+            recovery,
+            restarts,
+            recoveries: Vec::new(),
+            incarnations: 0,
+            over: false,
         }),
         wake: Condvar::new(),
         plan,
@@ -205,7 +489,8 @@ pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError>
     }
     let result = drive(&shared);
     // Whatever happened, tell every process so none is left waiting.
-    let st = shared.lock();
+    let mut st = shared.lock();
+    st.over = true;
     let msg = match &result {
         Ok(_) => FromCoordinator::Shutdown,
         Err(e) => FromCoordinator::Abort { reason: e.to_string() },
@@ -229,7 +514,6 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
     let mut train_start = None;
     let mut last_log = Instant::now();
     let mut last_ckpt = (Instant::now(), start_step(&plan.start_clocks));
-    let mut servers_assigned = false;
     let mut shutdown_at: Option<Instant> = None;
     let mut st = shared.lock();
     loop {
@@ -237,37 +521,37 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
             return Err(ClusterError::Failed(why.clone()));
         }
         let now = Instant::now();
-        // Registration.
-        if !servers_assigned && st.servers.len() == plan.servers {
-            for (id, s) in st.servers.iter().enumerate() {
-                s.peer.send(&FromCoordinator::ServerAssignment {
-                    id,
-                    tables: plan.tables.clone(),
-                    owned: plan.map.vshards_of(id),
-                    resume_from: plan.resume_from.as_ref().map(|p| p.display().to_string()),
-                    max_frame: cl.max_frame_mib << 20,
-                    threads: cl.server_threads,
-                    heartbeat_ms: (cl.heartbeat_secs * 1000.0) as u64,
-                    workers: plan.workers,
-                    warmup_steps: plan.job.train.warmup_steps,
-                    steps_done: plan.start_clocks.iter().copied().min().unwrap_or(0),
-                });
+        // Registration: a server gets its share as it registers (a replacement, the cut).
+        let resume_from = st.cut.dir.as_ref().map(|d| d.display().to_string());
+        let steps_done = st.cut.clocks.iter().copied().min().unwrap_or(0);
+        for (id, s) in st.servers.iter_mut().enumerate().filter(|(_, s)| !s.assigned && !s.peer.gone) {
+            s.assigned = true;
+            s.peer.last_seen = now;
+            if s.rejoined {
+                s.peer.send(&FromCoordinator::Rollback { resume_from: resume_from.clone(), steps_done });
+                continue;
             }
-            servers_assigned = true;
+            s.peer.send(&FromCoordinator::ServerAssignment {
+                id,
+                tables: plan.tables.clone(),
+                owned: plan.map.vshards_of(id),
+                resume_from: resume_from.clone(),
+                max_frame: cl.max_frame_mib << 20,
+                threads: cl.server_threads,
+                heartbeat_ms: (cl.heartbeat_secs * 1000.0) as u64,
+                workers: plan.workers,
+                warmup_steps: plan.job.train.warmup_steps,
+                steps_done,
+            });
         }
-        let servers_ready = servers_assigned && st.servers.iter().all(|s| s.ready);
-        if servers_ready && !st.workers_assigned && st.workers.len() == plan.workers {
+        let servers_ready = st.servers.iter().all(|s| s.ready && !s.peer.gone);
+        let workers_in = st.workers.iter().all(|w| !w.peer.gone);
+        if servers_ready && workers_in && !st.workers_assigned && st.recovery.is_none() {
             let addrs: Vec<String> = st.servers.iter().map(|s| s.addr.clone()).collect();
-            for (rank, w) in st.workers.iter().enumerate() {
-                w.peer.send(&FromCoordinator::WorkerAssignment {
-                    rank,
-                    world: plan.workers,
-                    job: plan.job.to_toml(),
-                    servers: addrs.clone(),
-                    map: plan.map.clone(),
-                    tables: plan.tables.clone(),
-                    start_clock: plan.start_clocks[rank],
-                });
+            for (rank, w) in st.workers.iter_mut().enumerate() {
+                w.peer.send(&worker_assignment(plan, rank, &addrs, plan.start_clocks[rank]));
+                w.assigned = true;
+                w.peer.last_seen = now;
             }
             st.workers_assigned = true;
             train_start = Some(now);
@@ -281,8 +565,9 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
                 if cl.prefetching() { ", pulls prefetched" } else { "" }
             );
         }
-        if !st.workers_assigned && now > registered_by {
-            let (s, w) = (st.servers.len(), st.workers.len());
+        if !st.workers_assigned && st.recovery.is_none() && now > registered_by {
+            let s = st.servers.iter().filter(|s| !s.peer.gone).count();
+            let w = st.workers.iter().filter(|w| !w.peer.gone).count();
             st.fail(format!(
                 "only {s} of {} servers and {w} of {} workers registered within {} s",
                 plan.servers,
@@ -291,22 +576,77 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
             ));
             continue;
         }
-        // Silent processes.
-        for i in 0..st.servers.len() {
-            let s = &st.servers[i].peer;
-            if !s.gone && now.duration_since(s.last_seen) > timeout {
-                let why = format!("lost {}: sent nothing for {:.0} s", s.name, timeout.as_secs_f64());
-                st.fail(why);
+        // Silent processes: declared lost, and fenced where this host can. One waiting for its
+        // assignment has nothing to say yet, and its clock starts with the assignment.
+        for id in 0..st.servers.len() {
+            let s = &st.servers[id].peer;
+            let assigned = st.servers[id].assigned && st.servers[id].load.is_none();
+            if !s.gone && assigned && now.duration_since(s.last_seen) > timeout {
+                fence(s);
+                let role = Role::Server(id, s.incarnation);
+                st.lose(role, format!("sent nothing for {:.0} s", timeout.as_secs_f64()), plan);
             }
         }
         for rank in 0..st.workers.len() {
             let w = &st.workers[rank];
-            if !w.done && w.lost.is_none() && now.duration_since(w.peer.last_seen) > timeout {
-                let why = format!("sent nothing for {:.0} s", timeout.as_secs_f64());
-                st.lose_worker(rank, why, cl.worker_loss());
+            if !w.peer.gone && w.assigned && w.lost.is_none() && now.duration_since(w.peer.last_seen) > timeout {
+                fence(&w.peer);
+                let role = Role::Worker(rank, w.peer.incarnation);
+                st.lose(role, format!("sent nothing for {:.0} s", timeout.as_secs_f64()), plan);
+            }
+            let w = &st.workers[rank];
+            if let (Some((since, why)), None) = (&w.stalled, &st.recovery) {
+                if now.duration_since(*since) > timeout {
+                    let why = format!("{} stopped: {why}", w.peer.name);
+                    st.fail(why);
+                }
             }
         }
         if st.failure.is_some() {
+            continue;
+        }
+        // Recovery: once every lost process has a replacement, go on from the cut.
+        if let Some(r) = &st.recovery {
+            let workers_back = st.workers.iter().all(|w| !w.peer.gone || w.lost.is_some());
+            if servers_ready && workers_back {
+                // A restarted coordinator's job was training: its recovery starts training again.
+                let training = st.workers_assigned || plan.recovering.is_some();
+                st.finish_recovery(plan, training);
+                if !st.workers_assigned && training {
+                    st.workers_assigned = true;
+                    train_start = Some(now);
+                }
+            } else if now.duration_since(r.since) > REPLACE_TIMEOUT {
+                let lost = r.lost.join("; ");
+                st.fail(format!(
+                    "lost {lost}, and no replacement registered within {} s (`starling launch` restarts what dies; on a cluster the orchestrator must: see docs/cluster.md)",
+                    REPLACE_TIMEOUT.as_secs()
+                ));
+                continue;
+            }
+        }
+        let addrs: Vec<String> = st.servers.iter().map(|s| s.addr.clone()).collect();
+        for rank in 0..st.workers.len() {
+            let (clock, w) = (st.cut.clocks[rank], &mut st.workers[rank]);
+            let Some(since) = w.replacing else { continue };
+            if !w.peer.gone {
+                w.peer.send(&worker_assignment(plan, rank, &addrs, clock));
+                w.assigned = true;
+                w.peer.last_seen = now;
+                w.replacing = None;
+                let waited = since.elapsed().as_secs_f64();
+                if let Some(r) = st.recoveries.iter_mut().rev().find(|r| r.kind == "replace") {
+                    r.seconds = waited;
+                }
+                st.clocks.set(rank, clock);
+                crate::errln!("coordinator: worker {rank} replaced after {waited:.2} s; it resumes from step {clock}");
+            } else if now.duration_since(since) > REPLACE_TIMEOUT {
+                let name = w.peer.name.clone();
+                st.fail(format!("lost {name}, and no replacement registered within {} s", REPLACE_TIMEOUT.as_secs()));
+            }
+        }
+        if st.recovery.is_some() || st.failure.is_some() {
+            st = shared.wake.wait_timeout(st, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
             continue;
         }
         if st.workers_assigned {
@@ -367,6 +707,31 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
             }
         }
         st = shared.wake.wait_timeout(st, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+    }
+}
+
+/// A worker's share of the job, to start from `start_clock`.
+fn worker_assignment(plan: &Plan, rank: usize, servers: &[String], start_clock: u64) -> FromCoordinator {
+    FromCoordinator::WorkerAssignment {
+        rank,
+        world: plan.workers,
+        job: plan.job.to_toml(),
+        servers: servers.to_vec(),
+        map: plan.map.clone(),
+        tables: plan.tables.clone(),
+        start_clock,
+    }
+}
+
+/// A process declared lost for its silence is killed when it runs on this host, so that it
+/// cannot wake and write to the job (a stopped or hung process), and so that its launcher sees it
+/// end and starts a replacement. Elsewhere the orchestrator's liveness check does this.
+fn fence(peer: &Peer) {
+    let me = std::process::id();
+    if peer.process.host == super::host_name() && peer.process.pid != me && peer.process.pid > 1 {
+        crate::errln!("coordinator: killing {} (silent; declared lost)", peer.name);
+        // SAFETY: kill(2) with a plain pid and signal touches no memory.
+        unsafe { libc::kill(peer.process.pid as libc::pid_t, libc::SIGKILL) };
     }
 }
 
@@ -444,6 +809,7 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, V
         }
     }
     crate::errln!("coordinator: checkpoint written to {} (step {})", dir.display(), manifest.step);
+    st.cut = Cut { dir: Some(dir.clone()), clocks: manifest.worker_clocks.clone() };
     st.ckpt = None;
     Ok(Some((dir, pruned)))
 }
@@ -487,13 +853,15 @@ fn finish_report(report: &mut JobReport, st: &State) {
     report.test = st.evaluated.flatten();
     report.granted_staleness = st.clocks.observed.clone();
     report.servers = st.servers.iter().map(|s| s.load.unwrap_or_default()).collect();
+    report.restarts = st.restarts;
+    report.recoveries = st.recoveries.clone();
 }
 
-/// Which process a connection belongs to.
+/// Which process a connection belongs to: its slot and which occupant of it.
 #[derive(Clone, Copy)]
 enum Role {
-    Server(usize),
-    Worker(usize),
+    Server(usize, u64),
+    Worker(usize, u64),
 }
 
 /// Reads one connection until it closes: Hello, registration, then its messages.
@@ -525,42 +893,76 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         Err(e) => return refuse(&e.to_string()),
     }
     let role = match control::recv::<_, ToCoordinator>(&mut reader, &mut buf) {
-        Ok(ToCoordinator::RegisterServer { addr: data_addr }) => {
+        Ok(ToCoordinator::RegisterServer { addr: data_addr, process, slot, returning }) => {
             let mut st = shared.lock();
-            if st.servers.len() == shared.plan.servers {
-                drop(st);
-                return refuse(&format!("the job already has its {} servers", shared.plan.servers));
-            }
-            let id = st.servers.len();
-            let peer =
-                Peer { name: format!("server {id} ({data_addr})"), writer, last_seen: Instant::now(), gone: false };
-            crate::errln!("coordinator: {} registered", peer.name);
-            st.servers.push(ServerSlot { peer, addr: data_addr, ready: false, ckpt: None, load: None });
-            Role::Server(id)
-        }
-        Ok(ToCoordinator::RegisterWorker { host }) => {
-            let mut st = shared.lock();
-            if st.workers.len() == shared.plan.workers {
-                drop(st);
-                return refuse(&format!("the job already has its {} workers", shared.plan.workers));
-            }
-            let rank = st.workers.len();
-            let peer = Peer {
-                name: format!("worker {rank} ({host}, {addr})"),
-                writer,
-                last_seen: Instant::now(),
-                gone: false,
+            st.incarnations += 1;
+            let incarnation = st.incarnations;
+            // A new server, the replacement of a lost one, or one coming back to a restarted
+            // coordinator: in the slot it asks for, else the first free one.
+            let id = match slot.or_else(|| st.servers.iter().position(|s| s.peer.gone)) {
+                Some(id) if st.servers.get(id).is_some_and(|s| s.peer.gone) => id,
+                Some(id) => {
+                    drop(st);
+                    return refuse(&format!("server {id} is taken or not part of this job"));
+                }
+                None => {
+                    drop(st);
+                    return refuse(&format!("the job already has its {} servers", shared.plan.servers));
+                }
             };
-            crate::errln!("coordinator: {} registered", peer.name);
-            st.workers.push(WorkerSlot {
+            let name = format!("server {id} ({data_addr}, {process})");
+            let writer = Some(writer);
+            let peer = Peer { name, writer, last_seen: Instant::now(), gone: false, process, incarnation };
+            let how = if returning { "re-registered" } else { "registered" };
+            crate::errln!("coordinator: {} {how}", peer.name);
+            st.servers[id] = ServerSlot {
                 peer,
+                addr: data_addr,
+                assigned: false,
+                rejoined: returning,
+                ready: false,
+                ckpt: None,
+                load: None,
+            };
+            Role::Server(id, incarnation)
+        }
+        Ok(ToCoordinator::RegisterWorker { process, slot, returning }) => {
+            let mut st = shared.lock();
+            st.incarnations += 1;
+            let incarnation = st.incarnations;
+            let free = |w: &WorkerSlot| w.peer.gone && w.lost.is_none();
+            let rank = match slot.or_else(|| st.workers.iter().position(free)) {
+                Some(rank) if st.workers.get(rank).is_some_and(free) => rank,
+                Some(rank) => {
+                    drop(st);
+                    return refuse(&format!("worker {rank} is taken or not part of this job"));
+                }
+                None => {
+                    drop(st);
+                    return refuse(&format!("the job already has its {} workers", shared.plan.workers));
+                }
+            };
+            let name = format!("worker {rank} ({process}, {addr})");
+            let writer = Some(writer);
+            let peer = Peer { name, writer, last_seen: Instant::now(), gone: false, process, incarnation };
+            let how = if returning { "re-registered" } else { "registered" };
+            crate::errln!("coordinator: {} {how}", peer.name);
+            let old = &st.workers[rank];
+            let (progress, last_pass, replacing) = (old.progress.clone(), old.last_pass, old.replacing);
+            let slot = WorkerSlot {
+                peer,
+                // One coming back already has its share: it rewinds when the job goes on.
+                assigned: returning,
                 pending: None,
                 done: false,
                 lost: None,
-                progress: WorkerProgress::default(),
-                last_pass: (0, 0.0),
-            });
-            Role::Worker(rank)
+                stalled: None,
+                replacing,
+                progress,
+                last_pass,
+            };
+            st.workers[rank] = slot;
+            Role::Worker(rank, incarnation)
         }
         Ok(other) => return refuse(&format!("expected a registration, got a {}", other.name())),
         Err(e) => return refuse(&e.to_string()),
@@ -584,14 +986,18 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
 
 /// Applies one message from `role`.
 fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
+    if !st.current(role) {
+        return;
+    }
     match role {
-        Role::Server(id) => {
+        Role::Server(id, _) => {
             st.servers[id].peer.last_seen = Instant::now();
             match msg {
-                ToCoordinator::ServerReady { rows_loaded } => {
+                ToCoordinator::ServerReady { rows_loaded, addr } => {
                     if rows_loaded > 0 {
                         crate::errln!("coordinator: {} loaded {rows_loaded} rows", st.servers[id].peer.name);
                     }
+                    st.servers[id].addr = addr;
                     st.servers[id].ready = true;
                 }
                 ToCoordinator::CheckpointWritten { info } => st.servers[id].ckpt = Some(info),
@@ -604,9 +1010,15 @@ fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
                 other => st.fail(format!("{} sent an unexpected {}", st.servers[id].peer.name, other.name())),
             }
         }
-        Role::Worker(rank) => {
+        Role::Worker(rank, _) => {
             st.workers[rank].peer.last_seen = Instant::now();
             match msg {
+                ToCoordinator::Stalled { reason } => {
+                    if st.recovery.is_none() {
+                        crate::errln!("coordinator: {} stalled: {reason}", st.workers[rank].peer.name);
+                    }
+                    st.workers[rank].stalled = Some((Instant::now(), reason));
+                }
                 ToCoordinator::Heartbeat { progress: Some(p) } => st.workers[rank].progress = p,
                 ToCoordinator::Heartbeat { progress: None } => {}
                 ToCoordinator::Clock { clock } => {
@@ -637,21 +1049,22 @@ fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
 
 /// A connection closed: fine after the end of the job, a loss before it.
 fn disconnected(st: &mut State, plan: &Plan, role: Role, why: &str) {
+    if st.over || !st.current(role) {
+        return;
+    }
+    let why = format!("connection closed ({why})");
     match role {
-        Role::Server(id) => {
-            st.servers[id].peer.gone = true;
+        Role::Server(id, _) => {
             if st.servers[id].load.is_none() {
-                let name = st.servers[id].peer.name.clone();
-                st.fail(format!("lost {name}: connection closed ({why})"));
+                st.lose(role, why, plan);
             }
+            st.servers[id].peer.gone = true;
         }
-        Role::Worker(rank) => {
-            st.workers[rank].peer.gone = true;
-            let w = &st.workers[rank];
+        Role::Worker(rank, _) => {
             let evaluating = st.all_done_sent && st.evaluator == Some(rank) && st.evaluated.is_none();
-            if !w.done {
-                st.lose_worker(rank, format!("connection closed ({why})"), plan.job.cluster.worker_loss());
-            } else if evaluating {
+            st.lose(role, why, plan);
+            let w = &st.workers[rank];
+            if evaluating && w.lost.is_none() && st.recovery.is_none() && w.replacing.is_none() {
                 // It died while scoring the holdout: end the job without test metrics rather than wait.
                 st.evaluated = Some(None);
             }

@@ -57,16 +57,23 @@ struct Proc {
     role: &'static str,
     child: Child,
     status: Option<ExitStatus>,
+    /// A replacement was started for it.
+    superseded: bool,
     /// Where a server or worker writes the rank the coordinator gave it (`--rank-file`).
     rank_file: Option<PathBuf>,
 }
 
 impl Proc {
+    /// The rank (server id) the coordinator gave it, once it has.
+    fn rank(&self) -> Option<usize> {
+        let text = std::fs::read_to_string(self.rank_file.as_ref()?).ok()?;
+        text.trim().parse().ok()
+    }
+
     /// Role, rank (once the coordinator has given one) and pid: `worker 1 (pid 4242)`.
     fn name(&self) -> String {
-        let rank = self.rank_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
-        match rank.as_deref().map(str::trim) {
-            Some(r) if !r.is_empty() => format!("{} {r} (pid {})", self.role, self.child.id()),
+        match self.rank() {
+            Some(r) => format!("{} {r} (pid {})", self.role, self.child.id()),
             _ if self.role == "coordinator" => format!("coordinator (pid {})", self.child.id()),
             _ => format!("{} (pid {}, no rank yet)", self.role, self.child.id()),
         }
@@ -100,34 +107,133 @@ pub fn run(opts: &LaunchOptions) -> Result<(), ClusterError> {
     let _ = std::fs::remove_file(&port_file);
     let token = super::random_token();
 
-    let mut procs: Vec<Proc> = Vec::new();
-    let mut coord = Command::new(&exe);
-    coord.args(["coordinator", "--bind", "127.0.0.1:0", "--servers", &opts.servers.to_string()]);
-    coord.args(["--workers", &opts.workers.to_string(), "--config"]).arg(&job_file).arg("--port-file").arg(&port_file);
-    if let Some(r) = &opts.report {
-        coord.arg("--report").arg(r);
-    }
-    procs.push(spawn("coordinator", coord, &token, false, None)?);
-    let addr = match wait_for_addr(&port_file, &mut procs) {
-        Ok(a) => a,
-        Err(e) => {
-            stop_all(&mut procs);
-            return Err(e);
-        }
+    let since_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut starter = Starter {
+        exe,
+        addr: "127.0.0.1:0".into(),
+        token,
+        work_dir: opts.work_dir.clone(),
+        job_file,
+        port_file,
+        servers: opts.servers,
+        workers: opts.workers,
+        report: opts.report.clone(),
+        since_unix,
     };
-    for i in 0..opts.servers {
-        let mut c = Command::new(&exe);
-        c.args(["server", "--coordinator", &addr, "--bind", "127.0.0.1:0"]);
-        let rank_file = opts.work_dir.join(format!("server-{i}.rank"));
-        procs.push(spawn("server", c, &token, true, Some(rank_file))?);
+    let max_restarts = opts.job.cluster.max_restarts;
+    let mut restarts = 0;
+    let mut procs: Vec<Proc> = vec![starter.coordinator(None)?];
+    loop {
+        match wait_for_addr(&starter.port_file, &mut procs) {
+            Ok(Started::Listening(a)) => break starter.addr = a,
+            // Killed before anything ran: start it afresh.
+            Ok(Started::Killed(s)) if restarts < max_restarts => {
+                restarts += 1;
+                crate::errln!(
+                    "launch: the coordinator {} before listening; starting another (restart {restarts} of {max_restarts})",
+                    describe(s)
+                );
+                procs[0] = starter.coordinator(None)?;
+            }
+            Ok(Started::Killed(s)) => {
+                return Err(ClusterError::Failed(format!("the coordinator {} before listening", describe(s))))
+            }
+            Err(e) => {
+                stop_all(&mut procs);
+                return Err(e);
+            }
+        }
     }
-    for i in 0..opts.workers {
-        let mut c = Command::new(&exe);
-        c.args(["worker", "--coordinator", &addr]);
-        let rank_file = opts.work_dir.join(format!("worker-{i}.rank"));
-        procs.push(spawn("worker", c, &token, true, Some(rank_file))?);
+    let started = (|| {
+        for i in 0..opts.servers {
+            procs.push(starter.start("server", i, None)?);
+        }
+        for i in 0..opts.workers {
+            procs.push(starter.start("worker", i, None)?);
+        }
+        Ok(())
+    })();
+    if let Err(e) = started {
+        stop_all(&mut procs);
+        return Err(e);
     }
-    supervise(&mut procs, opts.job.cluster.worker_loss() == WorkerLoss::Continue)
+    let cl = &opts.job.cluster;
+    let policy = Policy {
+        spare_workers: cl.worker_loss() == WorkerLoss::Continue,
+        restart_servers: cl.max_restarts > 0,
+        restart_workers: cl.worker_loss() == WorkerLoss::Restart,
+        max_restarts: cl.max_restarts,
+    };
+    supervise(&mut procs, &starter, &policy, restarts)
+}
+
+/// How the coordinator's start went.
+enum Started {
+    /// It listens at this address.
+    Listening(String),
+    /// A signal ended it first.
+    Killed(ExitStatus),
+}
+
+/// How to start each process of this job, the first time or as a replacement.
+struct Starter {
+    exe: PathBuf,
+    /// The coordinator's address: where it listens once started, and where a replacement binds.
+    addr: String,
+    token: String,
+    work_dir: PathBuf,
+    job_file: PathBuf,
+    port_file: PathBuf,
+    servers: usize,
+    workers: usize,
+    report: Option<PathBuf>,
+    /// When the job started: a replacement coordinator's own checkpoints are those since.
+    since_unix: u64,
+}
+
+impl Starter {
+    /// Starts the coordinator; with `restarts_used`, one replacing a dead one, on its address.
+    fn coordinator(&self, restarts_used: Option<u32>) -> Result<Proc, ClusterError> {
+        let mut c = Command::new(&self.exe);
+        c.args(["coordinator", "--bind", &self.addr, "--servers", &self.servers.to_string()]);
+        c.args(["--workers", &self.workers.to_string(), "--config"]).arg(&self.job_file);
+        c.arg("--port-file").arg(&self.port_file);
+        if let Some(r) = &self.report {
+            c.arg("--report").arg(r);
+        }
+        if let Some(n) = restarts_used {
+            c.args(["--recover-since", &self.since_unix.to_string(), "--restarts-used", &n.to_string()]);
+        }
+        spawn("coordinator", c, &self.token, false, None)
+    }
+
+    /// Starts the `n`th process of `role` (numbered over the job's life, replacements included);
+    /// a replacement asks for the `slot` of the one it replaces.
+    fn start(&self, role: &'static str, n: usize, slot: Option<usize>) -> Result<Proc, ClusterError> {
+        let mut c = Command::new(&self.exe);
+        match role {
+            "server" => c.args(["server", "--coordinator", &self.addr, "--bind", "127.0.0.1:0"]),
+            _ => c.args(["worker", "--coordinator", &self.addr]),
+        };
+        if let Some(slot) = slot {
+            c.args(["--slot", &slot.to_string()]);
+        }
+        let rank_file = self.work_dir.join(format!("{role}-{n}.rank"));
+        let _ = std::fs::remove_file(&rank_file);
+        spawn(role, c, &self.token, true, Some(rank_file))
+    }
+}
+
+/// What the launcher does when a process dies.
+struct Policy {
+    /// A dead worker is the coordinator's to handle (`on_worker_loss = "continue"`).
+    spare_workers: bool,
+    /// A dead server is replaced (`max_restarts > 0`).
+    restart_servers: bool,
+    /// A dead worker is replaced (`on_worker_loss = "restart"`).
+    restart_workers: bool,
+    /// Replacements in all.
+    max_restarts: u32,
 }
 
 /// Starts `cmd` with its output merged into ours under a `[role pid N]` prefix. Ranks are the
@@ -158,7 +264,7 @@ fn spawn(
     let err = child.stderr.take().expect("piped");
     forward(out, format!("[{name}] "), prefix_stdout, false);
     forward(err, format!("[{name}] "), true, true);
-    Ok(Proc { role, child, status: None, rank_file })
+    Ok(Proc { role, child, status: None, superseded: false, rank_file })
 }
 
 /// Copies lines from a child's pipe to our stdout or stderr.
@@ -177,15 +283,18 @@ fn forward(pipe: impl Read + Send + 'static, prefix: String, use_prefix: bool, t
 }
 
 /// Waits until the coordinator has written its address.
-fn wait_for_addr(port_file: &Path, procs: &mut [Proc]) -> Result<String, ClusterError> {
+fn wait_for_addr(port_file: &Path, procs: &mut [Proc]) -> Result<Started, ClusterError> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(a) = std::fs::read_to_string(port_file) {
             if a.ends_with('\n') {
-                return Ok(a.trim().to_string());
+                return Ok(Started::Listening(a.trim().to_string()));
             }
         }
         if let Ok(Some(status)) = procs[0].child.try_wait() {
+            if status.signal().is_some() {
+                return Ok(Started::Killed(status));
+            }
             return Err(ClusterError::Failed(format!("the coordinator {} before listening", describe(status))));
         }
         if let Some(sig) = interrupted() {
@@ -201,9 +310,9 @@ fn wait_for_addr(port_file: &Path, procs: &mut [Proc]) -> Result<String, Cluster
     }
 }
 
-/// Waits for the job to end; stops everyone on a failure or an interrupt. With `spare_workers`
-/// (`on_worker_loss = "continue"`) a dead worker is the coordinator's to handle, not a failure.
-fn supervise(procs: &mut [Proc], spare_workers: bool) -> Result<(), ClusterError> {
+/// Waits for the job to end; replaces a dead server or worker while `policy` allows (the
+/// coordinator rolls the job back and re-admits it); stops everyone on a failure or an interrupt.
+fn supervise(procs: &mut Vec<Proc>, starter: &Starter, policy: &Policy, mut restarts: u32) -> Result<(), ClusterError> {
     // The outcome, when it was decided, and how much the exit that decided it explains.
     let mut decided: Option<(Instant, Result<(), String>, u8)> = None;
     loop {
@@ -238,7 +347,61 @@ fn supervise(procs: &mut [Proc], spare_workers: bool) -> Result<(), ClusterError
                 continue;
             }
             let since = decided.as_ref().map_or_else(Instant::now, |d| d.0);
-            if !s.success() && spare_workers && p.role == "worker" {
+            let coordinator_up = procs[0].status.is_none();
+            let replace = match p.role {
+                // Once the coordinator is gone, the others end because of it: nothing to replace.
+                "server" => policy.restart_servers && coordinator_up,
+                "worker" => policy.restart_workers && coordinator_up,
+                // A coordinator that exits with an error ended the job on purpose; one killed
+                // (or panicking) did not.
+                _ => policy.restart_servers && (s.signal().is_some() || s.code() == Some(101)),
+            };
+            if !s.success() && replace && decided.is_none() && restarts < policy.max_restarts {
+                restarts += 1;
+                let (role, name, slot) = (p.role, p.name(), p.rank());
+                crate::errln!(
+                    "launch: {name} {}; starting a replacement (restart {restarts} of {})",
+                    describe(s),
+                    policy.max_restarts
+                );
+                let n = procs.iter().filter(|q| q.role == role).count();
+                let started = match role {
+                    "coordinator" => starter.coordinator(Some(restarts)),
+                    _ => starter.start(role, n, slot),
+                };
+                procs[i].superseded = true;
+                let started = started.and_then(|new| {
+                    if role != "coordinator" {
+                        procs.push(new);
+                        return Ok(());
+                    }
+                    // The coordinator is looked up by position: its replacement takes its place.
+                    let old = std::mem::replace(&mut procs[0], new);
+                    procs.push(old);
+                    // Those it had told the job was over are needed again: its replacement
+                    // goes back to a checkpoint. They come back as new processes.
+                    let ended: Vec<(&'static str, usize, Option<usize>)> = procs
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, q)| {
+                            q.role != "coordinator" && !q.superseded && q.status.is_some_and(|s| s.success())
+                        })
+                        .map(|(j, q)| (q.role, j, q.rank()))
+                        .collect();
+                    for (role, j, slot) in ended {
+                        procs[j].superseded = true;
+                        let n = procs.iter().filter(|q| q.role == role).count();
+                        procs.push(starter.start(role, n, slot)?);
+                    }
+                    Ok(())
+                });
+                if let Err(e) = started {
+                    stop_all(procs);
+                    return Err(e);
+                }
+                continue;
+            }
+            if !s.success() && policy.spare_workers && p.role == "worker" {
                 crate::errln!("launch: {} {}; the job goes on without it", p.name(), describe(s));
             } else if !s.success() {
                 let why = format!("{} {}; stopping the other processes", p.name(), describe(s));

@@ -20,20 +20,23 @@ pub struct CoordLink {
 }
 
 impl CoordLink {
-    /// Connects to `addr` (retrying while it is not up, up to [`CONNECT_PATIENCE`]) and authenticates as `role`.
+    /// Connects to `addr` and authenticates as `role`, retrying while no coordinator answers
+    /// there (not up yet, or a dead one's socket still closing), up to [`CONNECT_PATIENCE`].
     pub fn connect(addr: &str, token: &[u8], role: &str) -> Result<Self, PsError> {
-        let peer = format!("coordinator ({addr})");
         let deadline = Instant::now() + CONNECT_PATIENCE;
-        let stream = loop {
-            match TcpStream::connect(addr) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
+        loop {
+            match Self::try_connect(addr, token, role) {
+                Err(PsError::Disconnected { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(200));
                 }
-                Err(source) => return Err(PsError::Disconnected { peer, source }),
+                other => return other,
             }
-        };
+        }
+    }
+
+    fn try_connect(addr: &str, token: &[u8], role: &str) -> Result<Self, PsError> {
+        let peer = format!("coordinator ({addr})");
+        let stream = TcpStream::connect(addr).map_err(|source| PsError::Disconnected { peer: peer.clone(), source })?;
         stream.set_nodelay(true).map_err(|e| PsError::io("setting TCP_NODELAY", e))?;
         let mut hello = Vec::new();
         Hello { token: token.to_vec(), role: role.to_string() }.encode(&mut hello);

@@ -54,6 +54,23 @@ pub enum ClusterError {
     Io(String, #[source] std::io::Error),
 }
 
+/// This process, as it registers with the coordinator.
+pub fn this_process() -> starling_ps::control::ProcessId {
+    starling_ps::control::ProcessId { host: host_name(), pid: std::process::id() }
+}
+
+/// This machine's host name (`localhost` when it cannot be read).
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer it is given.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(h) if rc == 0 && !h.is_empty() => h.to_string(),
+        _ => "localhost".into(),
+    }
+}
+
 /// The job's shared secret from `flag` or the environment; a cluster never runs without one.
 pub fn token(flag: Option<&str>) -> Result<Vec<u8>, ClusterError> {
     match flag.map(str::to_string).or_else(|| std::env::var(TOKEN_ENV).ok()) {

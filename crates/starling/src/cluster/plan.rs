@@ -31,6 +31,17 @@ pub struct Plan {
     pub start_clocks: Vec<u64>,
     /// Checkpoint the servers load their rows from.
     pub resume_from: Option<PathBuf>,
+    /// Set when this coordinator replaces one that died.
+    pub recovering: Option<Recovering>,
+}
+
+/// What a coordinator that replaces a dead one is told by its launcher.
+#[derive(Clone, Copy, Debug)]
+pub struct Recovering {
+    /// When the job started (Unix seconds): only checkpoints written since are its own.
+    pub since_unix: u64,
+    /// Restarts the job has used, this one included.
+    pub restarts_used: u32,
 }
 
 impl Plan {
@@ -90,9 +101,31 @@ impl Plan {
             token,
             start_clocks: vec![0; workers],
             resume_from: None,
+            recovering: None,
         };
         plan.find_resume()?;
         Ok(plan)
+    }
+
+    /// Makes this the plan of a coordinator replacing a dead one: it goes back to the newest
+    /// checkpoint the job wrote (with `checkpoint.resume = false`, only one written since the
+    /// job started counts), else to where the job started.
+    pub fn recover(&mut self, r: Recovering) -> Result<(), ClusterError> {
+        self.recovering = Some(r);
+        let ck = &self.job.checkpoint;
+        if let (Some(root), false) = (ck.dir.clone(), ck.resume) {
+            let skip = &mut |dir: &Path, e: &starling_ps::PsError| {
+                crate::errln!("coordinator: passing over checkpoint {} for an older one: {e}", dir.display())
+            };
+            if let Some((dir, manifest)) = checkpoint::latest(&root, skip)? {
+                if manifest.created_unix >= r.since_unix && manifest.worker_clocks.len() == self.workers {
+                    self.check(&dir, &manifest)?;
+                    self.start_clocks = manifest.worker_clocks.clone();
+                    self.resume_from = Some(dir);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The newest checkpoint of `checkpoint.dir` (positions and rows), or `train.init_model` (rows only).

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starling_ps::control::{FromCoordinator, ToCoordinator};
-use starling_ps::tcp::{serve, ServeConfig};
-use starling_ps::{checkpoint, PsError, Server};
+use starling_ps::tcp::{serve, ServeConfig, TcpServerHandle};
+use starling_ps::{checkpoint, PsError, Server, TableSpec};
 
 use super::link::CoordLink;
 use super::ClusterError;
@@ -24,16 +24,23 @@ pub struct ServerOptions {
     pub token: Vec<u8>,
     /// Where to write the id the coordinator assigns (for launchers' messages).
     pub rank_file: Option<std::path::PathBuf>,
+    /// The server id to ask for (a lost server's, a pod's ordinal); any free one when `None`.
+    pub slot: Option<usize>,
 }
 
 /// Runs a server until the coordinator says the job is over.
 pub fn run(opts: &ServerOptions) -> Result<(), ClusterError> {
-    let listener =
-        TcpListener::bind(&opts.bind).map_err(|e| ClusterError::Io(format!("cannot listen on {}", opts.bind), e))?;
+    let listener = bind(&opts.bind)?;
     let local = listener.local_addr().map_err(|e| ClusterError::Io("reading the listening address".into(), e))?;
     let addr = opts.advertise.clone().unwrap_or_else(|| local.to_string());
     let mut link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("server at {addr}"))?;
-    link.send(&ToCoordinator::RegisterServer { addr: addr.clone() })?;
+    let register = ToCoordinator::RegisterServer {
+        addr: addr.clone(),
+        process: super::this_process(),
+        slot: opts.slot,
+        returning: false,
+    };
+    link.send(&register)?;
     let FromCoordinator::ServerAssignment {
         id,
         tables,
@@ -50,10 +57,15 @@ pub fn run(opts: &ServerOptions) -> Result<(), ClusterError> {
         return Err(ClusterError::Failed("the coordinator sent something other than this server's assignment".into()));
     };
     super::write_rank_file(opts.rank_file.as_deref(), id)?;
-    let server = Arc::new(Server::new(id, &tables, &owned));
-    server.expect_workers(workers, warmup_steps, steps_done);
-    let result =
-        serve_assigned(&mut link, &server, listener, resume_from, max_frame, threads, heartbeat_ms, &opts.token);
+    let heartbeat = Duration::from_millis(heartbeat_ms.max(10));
+    let share =
+        Share { id, tables, owned, workers, warmup_steps, max_frame, threads, token: opts.token.clone(), heartbeat };
+    // Heartbeats from now on: loading a large checkpoint must not look like silence.
+    link.start_heartbeats(heartbeat, || None);
+    let result = (|| {
+        let serving = share.serve(listener, addr, resume_from.as_deref(), steps_done)?;
+        serve_until_end(&mut link, &share, serving, opts)
+    })();
     if let Err(e) = &result {
         // Best effort: the coordinator names this server's failure instead of only seeing it vanish.
         let _ = link.send(&ToCoordinator::Failed { message: e.to_string() });
@@ -61,40 +73,92 @@ pub fn run(opts: &ServerOptions) -> Result<(), ClusterError> {
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-fn serve_assigned(
-    link: &mut CoordLink,
-    server: &Arc<Server>,
-    listener: TcpListener,
-    resume_from: Option<String>,
+fn bind(addr: &str) -> Result<TcpListener, ClusterError> {
+    TcpListener::bind(addr).map_err(|e| ClusterError::Io(format!("cannot listen on {addr}"), e))
+}
+
+/// What the coordinator assigned: enough to serve the share afresh after a rollback.
+struct Share {
+    id: usize,
+    tables: Vec<TableSpec>,
+    owned: Vec<u32>,
+    workers: usize,
+    warmup_steps: u64,
     max_frame: usize,
     threads: usize,
-    heartbeat_ms: u64,
-    token: &[u8],
-) -> Result<(), ClusterError> {
-    let id = server.id();
-    let mut rows_loaded = 0;
-    if let Some(dir) = &resume_from {
-        let dir = Path::new(dir);
-        let manifest = checkpoint::read_manifest(dir)?;
-        rows_loaded = checkpoint::load_into(dir, &manifest, server)?;
-        crate::errln!("server {id}: loaded {rows_loaded} rows from {}", dir.display());
+    token: Vec<u8>,
+    heartbeat: Duration,
+}
+
+/// The share being served: its rows and the endpoint workers reach them at.
+struct Serving {
+    server: Arc<Server>,
+    endpoint: TcpServerHandle,
+    addr: String,
+    rows_loaded: u64,
+}
+
+impl Share {
+    /// Fresh rows, loaded from `resume_from` when given, served on `listener`; tells the
+    /// coordinator it is ready.
+    fn serve(
+        &self,
+        listener: TcpListener,
+        addr: String,
+        resume_from: Option<&str>,
+        steps_done: u64,
+    ) -> Result<Serving, ClusterError> {
+        let id = self.id;
+        let server = Arc::new(Server::new(id, &self.tables, &self.owned));
+        server.expect_workers(self.workers, self.warmup_steps, steps_done);
+        let mut rows_loaded = 0;
+        if let Some(dir) = resume_from {
+            let dir = Path::new(dir);
+            let manifest = checkpoint::read_manifest(dir)?;
+            rows_loaded = checkpoint::load_into(dir, &manifest, &server)?;
+            crate::errln!("server {id}: loaded {rows_loaded} rows from {}", dir.display());
+        }
+        let cfg = ServeConfig { token: self.token.clone(), max_frame: self.max_frame, threads: self.threads };
+        let endpoint = serve(listener, Arc::clone(&server), cfg)?;
+        crate::errln!("server {id}: serving {} virtual shards at {}", self.owned.len(), endpoint.addr());
+        Ok(Serving { server, endpoint, addr, rows_loaded })
     }
-    let endpoint = serve(listener, Arc::clone(server), ServeConfig { token: token.to_vec(), max_frame, threads })?;
-    crate::errln!("server {id}: serving {} virtual shards at {}", server.tables()[0].owned().len(), endpoint.addr());
-    link.start_heartbeats(Duration::from_millis(heartbeat_ms.max(10)), || None);
-    link.send(&ToCoordinator::ServerReady { rows_loaded })?;
+}
+
+fn serve_until_end(
+    link: &mut CoordLink,
+    share: &Share,
+    mut serving: Serving,
+    opts: &ServerOptions,
+) -> Result<(), ClusterError> {
+    let id = share.id;
+    // A failed send to the coordinator shows up at the next receive, where it is handled.
+    let _ = link.send(&ToCoordinator::ServerReady { rows_loaded: serving.rows_loaded, addr: serving.addr.clone() });
     loop {
         match link.recv() {
             Ok(FromCoordinator::WriteCheckpoint { dir }) => {
-                let info = checkpoint::write_shard_file(Path::new(&dir), server)?;
-                link.send(&ToCoordinator::CheckpointWritten { info })?;
+                let info = checkpoint::write_shard_file(Path::new(&dir), &serving.server)?;
+                let _ = link.send(&ToCoordinator::CheckpointWritten { info });
             }
-            Ok(FromCoordinator::WorkerGone { rank }) => server.leave(rank),
+            Ok(FromCoordinator::WorkerGone { rank }) => serving.server.leave(rank),
+            Ok(FromCoordinator::Rollback { resume_from, steps_done }) => {
+                // Closing the endpoint drops every connection, so no worker's push reaches the
+                // rows after this point and any worker waiting on a round is told at once.
+                serving.endpoint.shutdown();
+                let from = resume_from.as_deref().unwrap_or("the job's start");
+                crate::errln!("server {id}: rolling back to {from}");
+                let listener = bind(&opts.bind)?;
+                let local =
+                    listener.local_addr().map_err(|e| ClusterError::Io("reading the listening address".into(), e))?;
+                let addr = opts.advertise.clone().unwrap_or_else(|| local.to_string());
+                serving = share.serve(listener, addr, resume_from.as_deref(), steps_done)?;
+                let _ = link
+                    .send(&ToCoordinator::ServerReady { rows_loaded: serving.rows_loaded, addr: serving.addr.clone() });
+            }
             Ok(FromCoordinator::Shutdown) => {
-                link.send(&ToCoordinator::Load { stats: server.stats() })?;
-                endpoint.shutdown();
-                crate::errln!("server {id}: job over, {} rows held", server.stats().rows);
+                link.send(&ToCoordinator::Load { stats: serving.server.stats() })?;
+                serving.endpoint.shutdown();
+                crate::errln!("server {id}: job over, {} rows held", serving.server.stats().rows);
                 return Ok(());
             }
             Ok(other) => {
@@ -104,6 +168,16 @@ fn serve_assigned(
                 )))
             }
             Err(PsError::Aborted(reason)) => return Err(ClusterError::Failed(format!("job aborted: {reason}"))),
+            Err(e @ PsError::Disconnected { .. }) => {
+                // The coordinator died: wait for its replacement, which rolls the job back.
+                crate::errln!("server {id}: {e}; waiting for a new coordinator");
+                *link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("server {id} at {}", serving.addr))
+                    .map_err(|e| ClusterError::Failed(format!("lost the coordinator, and no new one came: {e}")))?;
+                let process = super::this_process();
+                let addr = serving.addr.clone();
+                link.send(&ToCoordinator::RegisterServer { addr, process, slot: Some(id), returning: true })?;
+                link.start_heartbeats(share.heartbeat, || None);
+            }
             Err(e) => return Err(e.into()),
         }
     }

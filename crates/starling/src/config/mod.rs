@@ -312,6 +312,9 @@ pub const DEEP_BATCH_SIZE: usize = 256;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkerLoss {
+    /// Roll every table back to the last checkpoint's cut and go on once a replacement (started
+    /// by the launcher or the orchestrator) has registered; a restart of `max_restarts`.
+    Restart,
     /// Stop the whole job with a message naming the worker.
     Fail,
     /// Go on without it (its remaining data is not trained on, and the report says so).
@@ -361,8 +364,12 @@ pub struct ClusterConfig {
     /// worker and apply them once; with `staleness = "inf"`, the hybrid mode), `"staleness"` (as
     /// the sparse rows), or `"auto"`: sync under BSP, as the sparse rows otherwise.
     pub dense: DenseRule,
-    /// On a lost worker: `"fail"` or `"continue"`; unset means continue under ASP, fail otherwise.
+    /// On a lost worker: `"restart"`, `"fail"` or `"continue"`; unset means restart while
+    /// `max_restarts` allows, else continue under ASP and fail otherwise.
     pub on_worker_loss: Option<WorkerLoss>,
+    /// Lost processes (servers, workers) the job replaces, rolling back to the last checkpoint
+    /// each time, before it fails naming what died; 0 fails at the first loss.
+    pub max_restarts: u32,
     /// Seconds between heartbeats of every process to the coordinator.
     pub heartbeat_secs: f64,
     /// A process silent this long is declared lost.
@@ -387,6 +394,7 @@ impl Default for ClusterConfig {
             staleness: Staleness::Bounded(0),
             dense: DenseRule::Auto,
             on_worker_loss: None,
+            max_restarts: 3,
             heartbeat_secs: 1.0,
             heartbeat_timeout_secs: 10.0,
             f16: false,
@@ -428,7 +436,9 @@ impl ClusterConfig {
 
     /// The policy for lost workers, with the mode's default filled in.
     pub fn worker_loss(&self) -> WorkerLoss {
-        self.on_worker_loss.unwrap_or(if self.staleness == Staleness::Unbounded {
+        self.on_worker_loss.unwrap_or(if self.max_restarts > 0 {
+            WorkerLoss::Restart
+        } else if self.staleness == Staleness::Unbounded {
             WorkerLoss::Continue
         } else {
             WorkerLoss::Fail
@@ -591,6 +601,9 @@ impl JobConfig {
         if self.cluster.workers == 0 || self.cluster.workers > 4096 {
             return bad("cluster.workers", "must be between 1 and 4096");
         }
+        if self.cluster.on_worker_loss == Some(WorkerLoss::Restart) && self.cluster.max_restarts == 0 {
+            return bad("cluster.on_worker_loss", "\"restart\" needs cluster.max_restarts of at least 1");
+        }
         let (hb, to) = (self.cluster.heartbeat_secs, self.cluster.heartbeat_timeout_secs);
         if !(hb > 0.0 && hb.is_finite() && to.is_finite() && to >= 2.0 * hb) {
             return bad(
@@ -710,8 +723,10 @@ mod tests {
     fn staleness_reads_numbers_and_inf() {
         let cfg = JobConfig::from_toml("[cluster]\nstaleness = 3\n", "t").unwrap();
         assert_eq!(cfg.cluster.staleness, Staleness::Bounded(3));
+        assert_eq!(cfg.cluster.worker_loss(), WorkerLoss::Restart);
+        let cfg = JobConfig::from_toml("[cluster]\nstaleness = 3\nmax_restarts = 0\n", "t").unwrap();
         assert_eq!(cfg.cluster.worker_loss(), WorkerLoss::Fail);
-        let cfg = JobConfig::from_toml("[cluster]\nstaleness = \"inf\"\n", "t").unwrap();
+        let cfg = JobConfig::from_toml("[cluster]\nstaleness = \"inf\"\nmax_restarts = 0\n", "t").unwrap();
         assert_eq!(cfg.cluster.staleness, Staleness::Unbounded);
         assert_eq!(cfg.cluster.worker_loss(), WorkerLoss::Continue);
         assert_eq!(JobConfig::from_toml(&cfg.to_toml(), "t").unwrap(), cfg);
