@@ -77,8 +77,17 @@ pub enum ToCoordinator {
     },
     /// A server wrote its shard file of the requested checkpoint.
     CheckpointWritten {
+        /// The checkpoint directory it was asked to write into.
+        dir: String,
         /// What it wrote.
         info: ShardFileInfo,
+    },
+    /// A server could not write its shard file of the requested checkpoint.
+    CheckpointFailed {
+        /// The checkpoint directory it was asked to write into.
+        dir: String,
+        /// Why (a full disk, say).
+        message: String,
     },
     /// A server's load, sent with its last checkpoint.
     Load {
@@ -105,6 +114,7 @@ impl ToCoordinator {
             ToCoordinator::Done { .. } => "end-of-training message",
             ToCoordinator::Evaluated { .. } => "holdout metrics",
             ToCoordinator::CheckpointWritten { .. } => "checkpoint-written message",
+            ToCoordinator::CheckpointFailed { .. } => "checkpoint-failed message",
             ToCoordinator::Load { .. } => "load report",
             ToCoordinator::Failed { .. } => "failure report",
         }

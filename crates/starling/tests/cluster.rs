@@ -463,3 +463,74 @@ fn restarts_are_bounded_and_the_last_loss_is_named() {
     assert!(said.contains("no restarts left (cluster.max_restarts = 1)"), "{said}");
     assert_blames(&said, "server", victim);
 }
+
+/// Bytes a checkpoint directory takes on a tmpfs (whole pages per file and directory).
+fn footprint(dir: &Path) -> u64 {
+    let page = |n: u64| n.div_ceil(4096) * 4096;
+    std::fs::read_dir(dir).unwrap().flatten().map(|e| page(e.metadata().unwrap().len())).sum::<u64>() + 4096
+}
+
+/// Runs `script` (sh) in a private mount namespace where `mnt` is a tmpfs of `bytes`: a small
+/// disk that fills up, gone with the namespace when the script ends.
+fn on_small_disk(mnt: &Path, bytes: u64, script: &str) -> Output {
+    std::fs::create_dir_all(mnt).unwrap();
+    // SAFETY: geteuid only reads the process's credentials.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = Command::new("unshare");
+    if !root {
+        cmd.args(["--user", "--map-root-user"]);
+    }
+    let mount = format!("mount -t tmpfs -o size={bytes} tmpfs {} && {script}", mnt.display());
+    cmd.args(["--mount", "sh", "-c", &mount]).output().unwrap()
+}
+
+#[test]
+fn a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_goes_on_or_fails_as_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let jobs: Vec<String> = ["continue", "fail"]
+        .iter()
+        .map(|on_error| {
+            let d = dir.path().join(on_error);
+            std::fs::create_dir_all(&d).unwrap();
+            let extra = format!("[checkpoint]\nevery_steps = 300\nkeep = 100\non_error = \"{on_error}\"\n");
+            recovery_job(&d, &extra).to_str().unwrap().to_string()
+        })
+        .collect();
+    run(&two_by_two(&jobs[0], &["--checkpoint-dir", &p("ref-ck"), "--save", &p("ref")]));
+    let newest = std::fs::read_dir(p("ref-ck")).unwrap().flatten().map(|e| e.path()).max().unwrap();
+    // Room for about three checkpoints: the fourth finds the disk full.
+    let bytes = footprint(&newest) * 7 / 2;
+    let test = gen_data().join("test.libsvm");
+    let mnt = dir.path().join("small");
+    let ck = mnt.join("ck");
+    let script = |j: &str, save: &str| {
+        format!(
+            "{BIN} launch --servers 2 --workers 2 -c {j} --checkpoint-dir {ck} --save {save}; echo \"exit $?\"; {BIN} eval -q --model {ck} --data {test}",
+            ck = ck.display(),
+            test = test.display()
+        )
+    };
+    let out = on_small_disk(&mnt, bytes, &script(&jobs[0], &p("model")));
+    let (stdout, said) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("exit 0"), "the job should go on past the full disk:\n{stdout}\n{said}");
+    assert!(
+        said.contains("No space left on device") && said.contains("the newest complete checkpoint is still"),
+        "{said}"
+    );
+    assert!(said.contains("training goes on (checkpoint.on_error = \"continue\")"), "{said}");
+    assert!(
+        stdout.contains("logloss"),
+        "the newest complete checkpoint on the full disk must read back:\n{stdout}\n{said}"
+    );
+    let (a, b) = (
+        starling::model_file::load(Path::new(&p("ref"))).unwrap(),
+        starling::model_file::load(Path::new(&p("model"))).unwrap(),
+    );
+    assert_eq!(rows(&a), rows(&b), "the full disk changed the model");
+    let out = on_small_disk(&mnt, bytes, &script(&jobs[1], &p("model2")));
+    let (stdout, said) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("exit 1"), "checkpoint.on_error = \"fail\" should end the job:\n{stdout}\n{said}");
+    assert!(said.contains("cannot write checkpoint") && said.contains("(checkpoint.on_error = \"fail\")"), "{said}");
+    assert!(stdout.contains("logloss"), "the previous checkpoint must be intact:\n{stdout}\n{said}");
+}

@@ -16,7 +16,7 @@ use starling_ps::{checkpoint, ClientStats, ClockTable, Manifest, ShardFileInfo, 
 
 use super::plan::Plan;
 use super::ClusterError;
-use crate::config::WorkerLoss;
+use crate::config::{OnCheckpointError, WorkerLoss};
 
 /// How long the coordinator waits for every process to register.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
@@ -155,6 +155,8 @@ struct Ckpt {
     dir: PathBuf,
     requested: bool,
     final_one: bool,
+    /// A server could not write its shard file: who, and why.
+    failed: Option<String>,
 }
 
 /// Where a rollback goes: the newest checkpoint this job wrote, or where it started.
@@ -196,6 +198,8 @@ struct State {
     incarnations: u64,
     /// The job is over (ended or failed): connections closing now are expected.
     over: bool,
+    /// The model is saved and the servers are told to stop: a loss now costs nothing.
+    ending: bool,
 }
 
 struct Shared {
@@ -349,6 +353,16 @@ impl State {
     /// A process is lost: recover, go on without it, or fail, as the job's settings say.
     fn lose(&mut self, role: Role, why: String, plan: &Plan) {
         let cl = &plan.job.cluster;
+        if self.ending {
+            // The model is saved and the servers are told to stop: nothing is left to recover.
+            let peer = match role {
+                Role::Server(id, _) => &mut self.servers[id].peer,
+                Role::Worker(rank, _) => &mut self.workers[rank].peer,
+            };
+            peer.gone = true;
+            crate::errln!("coordinator: lost {} at the end of the job: {why}", peer.name);
+            return;
+        }
         match role {
             Role::Server(id, _) => {
                 let s = &mut self.servers[id];
@@ -474,6 +488,7 @@ pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError>
             recoveries: Vec::new(),
             incarnations: 0,
             over: false,
+            ending: false,
         }),
         wake: Condvar::new(),
         plan,
@@ -515,6 +530,8 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
     let mut last_log = Instant::now();
     let mut last_ckpt = (Instant::now(), start_step(&plan.start_clocks));
     let mut shutdown_at: Option<Instant> = None;
+    // The end-of-job checkpoints started so far (one that fails is not tried again).
+    let mut finals_tried: Vec<PathBuf> = Vec::new();
     let mut st = shared.lock();
     loop {
         if let Some(why) = &st.failure {
@@ -658,7 +675,12 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
                 let due_steps = ck.every_steps > 0 && min >= last_ckpt.1 + ck.every_steps;
                 let due_secs = ck.every_secs > 0 && now.duration_since(last_ckpt.0).as_secs() >= ck.every_secs;
                 if (due_steps || due_secs) && step > last_ckpt.1 {
-                    st.ckpt = Some(Ckpt { dir: checkpoint::step_dir(root, step), requested: false, final_one: false });
+                    st.ckpt = Some(Ckpt {
+                        dir: checkpoint::step_dir(root, step),
+                        requested: false,
+                        final_one: false,
+                        failed: None,
+                    });
                     last_ckpt = (now, step);
                 }
             }
@@ -687,15 +709,22 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
                     st.evaluated = Some(None);
                 }
             }
+            if !st.all_done_sent {
+                // A rollback sent the job back before its end: the end's checkpoints are ahead.
+                finals_tried.clear();
+            }
             if st.all_done_sent && st.evaluated.is_some() && st.ckpt.is_none() && shutdown_at.is_none() {
                 let finals = final_dirs(plan, &st);
-                if let Some(dir) = finals.into_iter().find(|d| !report.checkpoints.contains(&d.display().to_string())) {
-                    st.ckpt = Some(Ckpt { dir, requested: false, final_one: true });
+                let written = |d: &PathBuf| report.checkpoints.contains(&d.display().to_string());
+                if let Some(dir) = finals.into_iter().find(|d| !finals_tried.contains(d) && !written(d)) {
+                    finals_tried.push(dir.clone());
+                    st.ckpt = Some(Ckpt { dir, requested: false, final_one: true, failed: None });
                 } else {
                     for s in &st.servers {
                         s.peer.send(&FromCoordinator::Shutdown);
                     }
                     shutdown_at = Some(now);
+                    st.ending = true;
                 }
             }
             if let Some(t) = shutdown_at {
@@ -782,6 +811,9 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, V
         }
         return Ok(None);
     }
+    if let Some(why) = ck.failed.clone() {
+        return abandon_checkpoint(st, plan, why);
+    }
     if !st.servers.iter().all(|s| s.ckpt.is_some()) {
         return Ok(None);
     }
@@ -801,7 +833,9 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, V
         fields: plan.fields.names.clone(),
         bias_field: plan.fields.bias,
     };
-    checkpoint::write_manifest(&dir, &manifest)?;
+    if let Err(e) = checkpoint::write_manifest(&dir, &manifest) {
+        return abandon_checkpoint(st, plan, e.to_string());
+    }
     let mut pruned = Vec::new();
     if let Some(root) = &plan.job.checkpoint.dir {
         if dir.starts_with(root) {
@@ -812,6 +846,36 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, V
     st.cut = Cut { dir: Some(dir.clone()), clocks: manifest.worker_clocks.clone() };
     st.ckpt = None;
     Ok(Some((dir, pruned)))
+}
+
+/// A checkpoint could not be written: the previous one stays the newest complete one, and the
+/// job goes on or ends as `checkpoint.on_error` says (one holding the job's model always ends it).
+fn abandon_checkpoint(
+    st: &mut State,
+    plan: &Plan,
+    why: String,
+) -> Result<Option<(PathBuf, Vec<PathBuf>)>, ClusterError> {
+    let Some(ck) = st.ckpt.take() else { return Ok(None) };
+    let under_root = plan.job.checkpoint.dir.as_ref().is_some_and(|root| ck.dir.starts_with(root));
+    if under_root {
+        // It has no manifest, so it would never be read; removing it gives the space back.
+        let _ = std::fs::remove_dir_all(&ck.dir);
+    }
+    let what = format!(
+        "cannot write checkpoint {}: {why}; the newest complete checkpoint is still {}",
+        ck.dir.display(),
+        st.cut.describe()
+    );
+    // The model itself: `train.save`, or the final checkpoint when there is no `train.save`.
+    let the_model = ck.final_one && plan.job.train.save.as_ref().is_none_or(|s| *s == ck.dir);
+    if the_model || plan.job.checkpoint.on_error == OnCheckpointError::Fail {
+        let setting = if the_model { "" } else { " (checkpoint.on_error = \"fail\")" };
+        st.fail(format!("{what}{setting}"));
+    } else {
+        crate::errln!("coordinator: {what}; training goes on (checkpoint.on_error = \"continue\")");
+        st.release();
+    }
+    Ok(None)
 }
 
 fn log_progress(st: &State, start: Instant) {
@@ -1000,7 +1064,18 @@ fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
                     st.servers[id].addr = addr;
                     st.servers[id].ready = true;
                 }
-                ToCoordinator::CheckpointWritten { info } => st.servers[id].ckpt = Some(info),
+                // Replies about a checkpoint given up on (its directory removed) are stale.
+                ToCoordinator::CheckpointWritten { dir, info } => {
+                    if st.ckpt.as_ref().is_some_and(|ck| ck.dir.display().to_string() == dir) {
+                        st.servers[id].ckpt = Some(info);
+                    }
+                }
+                ToCoordinator::CheckpointFailed { dir, message } => {
+                    let who = st.servers[id].peer.name.clone();
+                    if let Some(ck) = st.ckpt.as_mut().filter(|ck| ck.dir.display().to_string() == dir) {
+                        ck.failed.get_or_insert(format!("{who}: {message}"));
+                    }
+                }
                 ToCoordinator::Load { stats } => st.servers[id].load = Some(stats),
                 ToCoordinator::Failed { message } => {
                     let name = st.servers[id].peer.name.clone();

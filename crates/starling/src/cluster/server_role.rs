@@ -41,6 +41,11 @@ pub fn run(opts: &ServerOptions) -> Result<(), ClusterError> {
         returning: false,
     };
     link.send(&register)?;
+    let assignment = link.recv()?;
+    // A replacement that registered as the job ended: there is nothing left to do.
+    if assignment == FromCoordinator::Shutdown {
+        return Ok(());
+    }
     let FromCoordinator::ServerAssignment {
         id,
         tables,
@@ -52,9 +57,12 @@ pub fn run(opts: &ServerOptions) -> Result<(), ClusterError> {
         workers,
         warmup_steps,
         steps_done,
-    } = link.recv()?
+    } = assignment
     else {
-        return Err(ClusterError::Failed("the coordinator sent something other than this server's assignment".into()));
+        let got = assignment.name();
+        return Err(ClusterError::Failed(format!(
+            "expected this server's assignment from the coordinator, got a {got}"
+        )));
     };
     super::write_rank_file(opts.rank_file.as_deref(), id)?;
     let heartbeat = Duration::from_millis(heartbeat_ms.max(10));
@@ -137,8 +145,16 @@ fn serve_until_end(
     loop {
         match link.recv() {
             Ok(FromCoordinator::WriteCheckpoint { dir }) => {
-                let info = checkpoint::write_shard_file(Path::new(&dir), &serving.server)?;
-                let _ = link.send(&ToCoordinator::CheckpointWritten { info });
+                // A checkpoint that cannot be written (a full disk) is the coordinator's to
+                // judge: the rows being served are unharmed.
+                let msg = match checkpoint::write_shard_file(Path::new(&dir), &serving.server) {
+                    Ok(info) => ToCoordinator::CheckpointWritten { dir, info },
+                    Err(e) => {
+                        crate::errln!("server {id}: cannot write its shard file of checkpoint {dir}: {e}");
+                        ToCoordinator::CheckpointFailed { dir, message: e.to_string() }
+                    }
+                };
+                let _ = link.send(&msg);
             }
             Ok(FromCoordinator::WorkerGone { rank }) => serving.server.leave(rank),
             Ok(FromCoordinator::Rollback { resume_from, steps_done }) => {

@@ -280,8 +280,18 @@ pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Resul
     let me = super::this_process();
     let mut link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("worker on {me}"))?;
     link.send(&ToCoordinator::RegisterWorker { process: me, slot: opts.slot, returning: false })?;
-    let FromCoordinator::WorkerAssignment { rank, world, job, servers, map, tables, start_clock } = link.recv()? else {
-        return Err(ClusterError::Failed("the coordinator sent something other than this worker's assignment".into()));
+    let (rank, world, job, servers, map, tables, start_clock) = match link.recv()? {
+        FromCoordinator::WorkerAssignment { rank, world, job, servers, map, tables, start_clock } => {
+            (rank, world, job, servers, map, tables, start_clock)
+        }
+        // A replacement that registered as the job ended: there is nothing left to do.
+        FromCoordinator::Shutdown => return Ok(()),
+        other => {
+            return Err(ClusterError::Failed(format!(
+                "expected this worker's assignment from the coordinator, got a {}",
+                other.name()
+            )))
+        }
     };
     super::write_rank_file(opts.rank_file.as_deref(), rank)?;
     let mut job = JobConfig::from_toml(&job, "the job from the coordinator")?;

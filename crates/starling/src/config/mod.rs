@@ -460,11 +460,32 @@ pub struct CheckpointConfig {
     pub keep: usize,
     /// Start from the newest complete checkpoint in `dir` when there is one.
     pub resume: bool,
+    /// When a periodic checkpoint cannot be written (a full disk): `"continue"` training with
+    /// the previous checkpoint intact, or `"fail"` the job. The final one always fails the job.
+    pub on_error: OnCheckpointError,
+}
+
+/// What a periodic checkpoint that cannot be written does to the job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnCheckpointError {
+    /// Say so, keep the previous checkpoint, and train on.
+    #[default]
+    Continue,
+    /// End the job with the error; the previous checkpoint is intact for a resume.
+    Fail,
 }
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
-        CheckpointConfig { dir: None, every_steps: 0, every_secs: 0, keep: 2, resume: true }
+        CheckpointConfig {
+            dir: None,
+            every_steps: 0,
+            every_secs: 0,
+            keep: 2,
+            resume: true,
+            on_error: OnCheckpointError::Continue,
+        }
     }
 }
 
