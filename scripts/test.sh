@@ -15,6 +15,17 @@ if [ ! -d "$DATA" ]; then
   exit 1
 fi
 export STARLING_SHARED_DATA="$(cd "$DATA" && pwd)"
+# Debian packages some tests run: openssl (certificates for the TLS tests) and util-linux's
+# unshare (a small tmpfs in a private mount namespace, for the full-disk test).
+pkgs=()
+command -v openssl >/dev/null || pkgs+=(openssl)
+command -v unshare >/dev/null || pkgs+=(util-linux)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  echo "test.sh: installing ${pkgs[*]}" >&2
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
 # The venv installs (mostly downloads) while the tests compile.
 VENV_OUT="$(mktemp)"
 trap 'rm -f "$VENV_OUT"' EXIT

@@ -196,6 +196,12 @@ impl Coordinator {
         bind: &str,
     ) -> PyResult<Self> {
         let job = job_from(job_toml)?;
+        if job.cluster.tls_files().is_some() {
+            // The tasks' servers and workers have no certificates to present yet.
+            return Err(PyValueError::new_err(
+                "cluster.tls_cert: TLS is not supported for jobs run inside Spark yet; run the job with `starling launch` or unset cluster.tls_*",
+            ));
+        }
         let fields = starling_core::graph::Fields { names: fields.0, bias: fields.1 };
         let plan = Plan::resolved(job, servers, workers, token.as_bytes().to_vec(), fields).map_err(value_error)?;
         let listener = std::net::TcpListener::bind(bind)
@@ -248,11 +254,12 @@ fn run_task(
                 token: token.clone(),
                 rank_file: None,
                 slot: None,
+                tls: None,
             };
             shards.push(std::thread::spawn(move || server_role::run(&opts)));
         }
         let worker = worker_role::run_on(
-            &worker_role::WorkerOptions { coordinator, token, rank_file: None, slot: None },
+            &worker_role::WorkerOptions { coordinator, token, rank_file: None, slot: None, tls: None },
             Some(data),
         );
         let mut first_error = worker.err();

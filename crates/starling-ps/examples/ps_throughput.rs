@@ -7,7 +7,10 @@
 //! the raw exchange of the same byte volumes, and prints a markdown table. The same calls on an
 //! in-process cluster (no sockets) show how much of the time is the servers' own work.
 //!
-//! Child modes (internal): `raw-peer` and `servers N`.
+//! With `--tls DIR` (`node.pem`, `node.key`, `ca.pem`, as `scripts/dev-certs.sh` makes them) the
+//! same servers also listen with TLS, and every call is timed over both.
+//!
+//! Child modes (internal): `raw-peer` and `servers N [DIR]`.
 
 use std::error::Error;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -20,7 +23,7 @@ use starling_core::{ModelSpec, Optimizer};
 use starling_ps::frame::DEFAULT_MAX_FRAME;
 use starling_ps::{
     serve, ClientOptions, LocalClocks, LocalCluster, ParamClient, ServeConfig, Server, ShardMap, Staleness, TableSpec,
-    TcpClient,
+    TcpClient, Tls, TlsFiles,
 };
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -36,14 +39,15 @@ fn main() -> Res<()> {
         Some("raw-peer") => raw_peer(),
         Some("servers") => {
             let n = args.get(1).ok_or("servers needs a count")?.parse()?;
-            run_servers(n)
+            run_servers(n, args.get(2).map(String::as_str))
         }
         _ => {
             let time = match args.iter().position(|a| a == "--time") {
                 Some(i) => args.get(i + 1).ok_or("--time needs seconds")?.parse()?,
                 None => 0.5,
             };
-            bench(Duration::from_secs_f64(time))
+            let tls = args.iter().position(|a| a == "--tls").map(|i| args.get(i + 1).ok_or("--tls needs a directory"));
+            bench(Duration::from_secs_f64(time), tls.transpose()?.map(String::as_str))
         }
     }
 }
@@ -54,18 +58,31 @@ fn specs() -> Vec<TableSpec> {
     vec![TableSpec::for_model("lr", &ModelSpec::lr(), &opt), TableSpec::for_model("fm", &ModelSpec::fm(8), &opt)]
 }
 
-/// Child: `n` servers on loopback ports; prints their addresses and serves until stdin closes.
-fn run_servers(n: usize) -> Res<()> {
+/// The TLS identity in `dir`.
+fn tls_in(dir: &str) -> Res<Tls> {
+    let p = |n: &str| std::path::Path::new(dir).join(n);
+    Ok(Tls::load(&TlsFiles { cert: p("node.pem"), key: p("node.key"), ca: p("ca.pem") })?)
+}
+
+/// Child: `n` servers on loopback ports; prints their addresses (then, with `tls`, those of the
+/// same servers' TLS endpoints) and serves until stdin closes.
+fn run_servers(n: usize, tls: Option<&str>) -> Res<()> {
     let specs = specs();
     let map = ShardMap::even(n);
-    let mut handles = Vec::new();
+    let tls = tls.map(tls_in).transpose()?;
+    let (mut handles, mut secure) = (Vec::new(), Vec::new());
     for i in 0..n {
         let server = Arc::new(Server::new(i, &specs, &map.vshards_of(i)));
-        let cfg = ServeConfig { token: TOKEN.to_vec(), max_frame: DEFAULT_MAX_FRAME, threads: 1 };
-        handles.push(serve(TcpListener::bind("127.0.0.1:0")?, server, cfg)?);
+        let cfg = ServeConfig { token: TOKEN.to_vec(), max_frame: DEFAULT_MAX_FRAME, threads: 1, tls: None };
+        handles.push(serve(TcpListener::bind("127.0.0.1:0")?, Arc::clone(&server), cfg.clone())?);
+        if let Some(t) = &tls {
+            let cfg = ServeConfig { tls: Some(t.clone()), ..cfg };
+            secure.push(serve(TcpListener::bind("127.0.0.1:0")?, server, cfg)?);
+        }
     }
     let addrs: Vec<String> = handles.iter().map(|h| h.addr().to_string()).collect();
-    println!("{}", addrs.join(","));
+    let secure: Vec<String> = secure.iter().map(|h| h.addr().to_string()).collect();
+    println!("{} {}", addrs.join(","), secure.join(","));
     io::stdout().flush()?;
     // The parent closes our stdin when it is done.
     io::stdin().read_to_end(&mut Vec::new())?;
@@ -153,9 +170,12 @@ struct Row {
     bytes: usize,
     raw_secs: f64,
     local_secs: f64,
+    /// The same call over TLS, when measured.
+    tls_secs: Option<f64>,
 }
 
-fn bench(min: Duration) -> Res<()> {
+fn bench(min: Duration, tls_dir: Option<&str>) -> Res<()> {
+    let tls = tls_dir.map(tls_in).transpose()?;
     let specs = specs();
     let models = [("LR (dim 1)", 0u32), ("FM k=8 (dim 9)", 1u32)];
 
@@ -165,10 +185,22 @@ fn bench(min: Duration) -> Res<()> {
 
     let mut rows = Vec::new();
     for servers in [1, 2] {
-        let (child, line) = spawn(&["servers", &servers.to_string()])?;
-        let addrs: Vec<String> = line.split(',').map(str::to_string).collect();
+        let n_servers = servers.to_string();
+        let mut args = vec!["servers", n_servers.as_str()];
+        args.extend(tls_dir);
+        let (child, line) = spawn(&args)?;
+        let (plain, secure) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        let addrs: Vec<String> = plain.split(',').map(str::to_string).collect();
         let opts = ClientOptions::default();
         let mut c = TcpClient::connect(&addrs, ShardMap::even(servers), specs.clone(), TOKEN, "bench", opts)?;
+        let mut ct = match &tls {
+            Some(t) => {
+                let addrs: Vec<String> = secure.split(',').map(str::to_string).collect();
+                let opts = ClientOptions { tls: Some(t.clone()), ..ClientOptions::default() };
+                Some(TcpClient::connect(&addrs, ShardMap::even(servers), specs.clone(), TOKEN, "bench", opts)?)
+            }
+            None => None,
+        };
         let local = LocalCluster::new(specs.clone(), servers, LocalClocks::new(1, Staleness::Unbounded, 0));
         let mut l = local.client(0, 0);
         for &(model, t) in &models {
@@ -185,14 +217,23 @@ fn bench(min: Duration) -> Res<()> {
                 let local_secs = time_op(min, || Ok(l.pull(t, &keys, &mut vals)?))?;
                 // Pull: keys out, values back. Push: keys and values out, a frame header back.
                 let raw_secs = time_op(min, || raw.round(n * 8, n * dim * 4))?;
-                rows.push(Row { servers, model, keys: n, op: "pull", secs, bytes, raw_secs, local_secs });
+                let tls_secs = match &mut ct {
+                    Some(ct) => Some(time_op(min, || Ok(ct.pull(t, &keys, &mut vals)?))?),
+                    None => None,
+                };
+                rows.push(Row { servers, model, keys: n, op: "pull", secs, bytes, raw_secs, local_secs, tls_secs });
                 let secs = time_op(min, || Ok(c.push(t, &keys, &grads)?))?;
                 let local_secs = time_op(min, || Ok(l.push(t, &keys, &grads)?))?;
                 let raw_secs = time_op(min, || raw.round(n * 8 + n * dim * 4, 12))?;
-                rows.push(Row { servers, model, keys: n, op: "push", secs, bytes, raw_secs, local_secs });
+                let tls_secs = match &mut ct {
+                    Some(ct) => Some(time_op(min, || Ok(ct.push(t, &keys, &grads)?))?),
+                    None => None,
+                };
+                rows.push(Row { servers, model, keys: n, op: "push", secs, bytes, raw_secs, local_secs, tls_secs });
             }
         }
         drop(c);
+        drop(ct);
         reap(child)?;
     }
     drop(raw);
@@ -233,13 +274,17 @@ fn print_table(rows: &[Row]) {
     println!("raw TCP moves the same bytes per request/response between the same two processes;");
     println!("in-process is the same call on a LocalCluster of as many servers (no sockets, no copies).");
     println!();
-    println!("| servers | table | keys/batch | op | keys/s | MB/s | raw TCP MB/s | vs raw | in-process keys/s |");
-    println!("|---:|---|---:|---|---:|---:|---:|---:|---:|");
+    println!("TLS: the same servers' TLS endpoints (rustls, ring; mutual certificates), one client.");
+    println!();
+    println!("| servers | table | keys/batch | op | keys/s | MB/s | raw TCP MB/s | vs raw | in-process keys/s | TLS keys/s | TLS vs plain |");
+    println!("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let mbs = r.bytes as f64 / r.secs / 1e6;
         let raw = r.bytes as f64 / r.raw_secs / 1e6;
+        let tls = r.tls_secs.map_or("-".to_string(), |s| human(r.keys as f64 / s));
+        let vs = r.tls_secs.map_or("-".to_string(), |s| format!("{:.2}", r.secs / s));
         println!(
-            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {} | {tls} | {vs} |",
             r.servers,
             r.model,
             r.keys,

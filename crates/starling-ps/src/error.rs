@@ -75,6 +75,14 @@ pub enum PsError {
         /// The caller's clock at the cut.
         clock: u64,
     },
+    /// A TLS certificate, key or CA file that cannot be used.
+    #[error("TLS file {path}: {message}")]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// Checkpoint trouble.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

@@ -243,6 +243,10 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Largest Hello payload: a token and a role of up to `u16::MAX` bytes each, with their lengths.
+/// Before a peer has authenticated, no frame may be larger.
+pub const MAX_HELLO: usize = 2 * (2 + u16::MAX as usize);
+
 /// A Hello payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {

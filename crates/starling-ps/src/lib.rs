@@ -14,6 +14,7 @@ pub mod store;
 mod sync;
 pub mod table;
 pub mod tcp;
+pub mod tls;
 
 pub use checkpoint::{
     create_step_dir, latest, load_into, load_rows, prune, read_manifest, step_dir, write_manifest, write_shard_file,
@@ -28,3 +29,4 @@ pub use store::Store;
 pub use sync::Ticket;
 pub use table::{Init, TableKind, TableSpec};
 pub use tcp::{serve, ClientOptions, ServeConfig, TcpClient, TcpServerHandle};
+pub use tls::{Tls, TlsFiles};

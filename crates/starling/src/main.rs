@@ -129,6 +129,33 @@ struct ServerArgs {
     /// Ask for this server id (a lost server's, a StatefulSet pod's ordinal) instead of any free one.
     #[arg(long, env = "STARLING_SLOT")]
     slot: Option<usize>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// This process's TLS identity, when the job has TLS (`cluster.tls_*` on the coordinator).
+#[derive(Args)]
+struct TlsArgs {
+    /// This process's certificate chain (PEM).
+    #[arg(long, env = "STARLING_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "STARLING_TLS_KEY", requires_all = ["tls_cert", "tls_ca"])]
+    tls_key: Option<PathBuf>,
+    /// The job's CA certificate (PEM): peers must present a certificate it signed.
+    #[arg(long, env = "STARLING_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn load(self) -> Result<Option<starling_ps::Tls>> {
+        match (self.tls_cert, self.tls_key, self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => {
+                Ok(Some(starling_ps::Tls::load(&starling_ps::TlsFiles { cert, key, ca })?))
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -145,6 +172,8 @@ struct WorkerArgs {
     /// Ask for this rank (a lost worker's, an indexed Job's completion index) instead of any free one.
     #[arg(long, env = "STARLING_SLOT")]
     slot: Option<usize>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 /// Options of `starling train`; every one also has a key in the TOML job config.
@@ -718,14 +747,20 @@ fn cmd_server(a: ServerArgs) -> Result<()> {
         token,
         rank_file: a.rank_file,
         slot: a.slot,
+        tls: a.tls.load()?,
     };
     Ok(cluster::server_role::run(&opts)?)
 }
 
 fn cmd_worker(a: WorkerArgs) -> Result<()> {
     let token = cluster::token(a.token.as_deref())?;
-    let opts =
-        cluster::worker_role::WorkerOptions { coordinator: a.coordinator, token, rank_file: a.rank_file, slot: a.slot };
+    let opts = cluster::worker_role::WorkerOptions {
+        coordinator: a.coordinator,
+        token,
+        rank_file: a.rank_file,
+        slot: a.slot,
+        tls: a.tls.load()?,
+    };
     Ok(cluster::worker_role::run(&opts)?)
 }
 

@@ -534,3 +534,54 @@ fn a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_goes_on_or_fails_a
     assert!(said.contains("cannot write checkpoint") && said.contains("(checkpoint.on_error = \"fail\")"), "{said}");
     assert!(stdout.contains("logloss"), "the previous checkpoint must be intact:\n{stdout}\n{said}");
 }
+
+/// `scripts/dev-certs.sh` into `dir`: the `[cluster]` lines of a job with TLS on.
+fn dev_certs(dir: &Path) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/dev-certs.sh");
+    let out = Command::new("bash").arg(script).arg(dir).output().unwrap();
+    assert!(out.status.success(), "dev-certs.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    let p = |n: &str| dir.join(n);
+    format!("tls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\n", p("node.pem"), p("node.key"), p("ca.pem"))
+}
+
+/// Sends a Hello over plain TCP to `addr` and returns what comes back, as text.
+fn plain_hello(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut hello = Vec::new();
+    starling_ps::frame::Hello { token: b"x".to_vec(), role: "plain".into() }.encode(&mut hello);
+    let mut out = Vec::new();
+    starling_ps::frame::write_frame(&mut out, starling_ps::frame::Kind::Hello, 0, 0, &hello);
+    s.write_all(&out).unwrap();
+    let mut back = Vec::new();
+    let _ = s.read_to_end(&mut back);
+    String::from_utf8_lossy(&back).into_owned()
+}
+
+#[test]
+fn a_job_with_tls_gives_the_same_model_and_refuses_plain_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dev_certs(&dir.path().join("certs"));
+    let (plain_dir, tls_dir) = (dir.path().join("plain"), dir.path().join("tls"));
+    std::fs::create_dir_all(&plain_dir).unwrap();
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    let (j0, j1) = (recovery_job(&plain_dir, ""), recovery_job(&tls_dir, &tls));
+    let (a, b) = (dir.path().join("plain.model"), dir.path().join("tls.model"));
+    run(&two_by_two(j0.to_str().unwrap(), &["--save", a.to_str().unwrap()]));
+    let mut job = Live::start(&two_by_two(j1.to_str().unwrap(), &["--save", b.to_str().unwrap()]));
+    job.wait_until("training", |l| l.said().contains("training (BSP"));
+    let work = std::env::temp_dir().join(format!("starling-launch-{}", job.child.id()));
+    let coordinator = std::fs::read_to_string(work.join("coordinator.addr")).unwrap();
+    let said = job.said();
+    let server = said.split("serving 512 virtual shards at ").nth(1).unwrap().split_whitespace().next().unwrap();
+    for addr in [coordinator.trim(), server] {
+        let answer = plain_hello(addr);
+        assert!(answer.contains("speaks TLS only"), "plain TCP to {addr} got {answer:?}");
+    }
+    let (ok, _, said) = job.finish();
+    assert!(ok, "{said}");
+    assert!(said.contains("coordinator: refused connection from") && said.contains("TLS endpoint"), "{said}");
+    let (a, b) = (starling::model_file::load(&a).unwrap(), starling::model_file::load(&b).unwrap());
+    assert_eq!(rows(&a), rows(&b), "TLS changed the model");
+}

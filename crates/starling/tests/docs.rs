@@ -74,6 +74,8 @@ fn run_doc(doc: &str) {
     std::os::unix::fs::symlink(BIN, bin_dir.join("starling")).unwrap();
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
+    // The docs' commands run from a checkout: its scripts are where they say.
+    std::os::unix::fs::symlink(root().join("scripts"), work.join("scripts")).unwrap();
     let path_var = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let mut ran = 0;
     for b in blocks(&text) {

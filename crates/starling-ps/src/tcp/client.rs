@@ -13,6 +13,7 @@ use crate::error::PsError;
 use crate::frame::{self, FrameError, Header, Hello, Kind, DEFAULT_MAX_FRAME, FLAG_F16, HEADER_LEN};
 use crate::shard::{ShardMap, Split};
 use crate::table::TableSpec;
+use crate::tls::{Stream, Tls};
 
 /// How a [`TcpClient`] talks to the servers.
 #[derive(Clone, Debug)]
@@ -25,6 +26,8 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Longest wait for any single read or write; `None` waits forever (a slow server is not dead).
     pub io_timeout: Option<Duration>,
+    /// TLS to every server, when the job has it.
+    pub tls: Option<Tls>,
 }
 
 impl Default for ClientOptions {
@@ -34,13 +37,14 @@ impl Default for ClientOptions {
             max_frame: DEFAULT_MAX_FRAME,
             connect_timeout: Duration::from_secs(10),
             io_timeout: None,
+            tls: None,
         }
     }
 }
 
 /// One server connection.
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// `"server 3 (host:port)"`, for errors.
     peer: String,
     /// Why the connection is unusable, once a failure has left it out of step with the server.
@@ -412,7 +416,7 @@ fn read_values(
 }
 
 /// Opens a connection to `addr` (any of its resolved addresses) with `opts`' timeouts.
-fn open(addr: &str, opts: &ClientOptions) -> io::Result<TcpStream> {
+fn open(addr: &str, opts: &ClientOptions) -> io::Result<Stream> {
     let mut last = None;
     let resolved: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
     for a in resolved {
@@ -423,7 +427,8 @@ fn open(addr: &str, opts: &ClientOptions) -> io::Result<TcpStream> {
                 s.set_nodelay(true)?;
                 s.set_read_timeout(opts.io_timeout)?;
                 s.set_write_timeout(opts.io_timeout)?;
-                return Ok(s);
+                return Stream::client(s, opts.tls.as_ref(), addr)
+                    .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake failed: {e}")));
             }
             Err(e) => last = Some(e),
         }

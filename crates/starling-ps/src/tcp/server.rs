@@ -8,16 +8,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::error::PsError;
 use crate::frame::{self, FrameError, Header, Hello, Kind, DEFAULT_MAX_FRAME, FLAG_F16, HEADER_LEN};
 use crate::server::Server;
-
-/// Largest Hello payload: a token and a role of up to `u16::MAX` bytes each, with their lengths.
-const HELLO_MAX: usize = 2 * (2 + u16::MAX as usize);
+use crate::tls::{self, Tls};
 
 /// How a server's TCP endpoint behaves.
 #[derive(Clone, Debug)]
@@ -28,14 +28,22 @@ pub struct ServeConfig {
     pub max_frame: usize,
     /// Runtime worker threads (at least one is used).
     pub threads: usize,
+    /// TLS on every connection, when the job has it: plain TCP is then refused.
+    pub tls: Option<Tls>,
 }
 
 impl ServeConfig {
-    /// A config accepting `token`, with the default frame bound and two threads.
+    /// A config accepting `token`, with the default frame bound and two threads, without TLS.
     pub fn new(token: impl Into<Vec<u8>>) -> Self {
-        ServeConfig { token: token.into(), max_frame: DEFAULT_MAX_FRAME, threads: 2 }
+        ServeConfig { token: token.into(), max_frame: DEFAULT_MAX_FRAME, threads: 2, tls: None }
     }
 }
+
+/// How long a new connection has to finish its TLS handshake and send its Hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections at most that have not authenticated yet; more are closed at once, so a flood of
+/// idle connections costs a bounded amount of memory.
+pub const MAX_UNAUTHENTICATED: usize = 256;
 
 /// A running TCP endpoint of one server; dropping it stops the endpoint like [`Self::shutdown`].
 pub struct TcpServerHandle {
@@ -111,12 +119,23 @@ pub fn serve(
 
 /// Accepts connections until `stop` fires or its sender is dropped.
 async fn accept(listener: TcpListener, server: Arc<Server>, cfg: Arc<ServeConfig>, mut stop: oneshot::Receiver<()>) {
+    let waiting = Arc::new(AtomicUsize::new(0));
     loop {
         tokio::select! {
             _ = &mut stop => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(connection(stream, peer, Arc::clone(&server), Arc::clone(&cfg)));
+                    if waiting.load(Ordering::Relaxed) >= MAX_UNAUTHENTICATED {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "server {}: refused a connection from {peer}: {MAX_UNAUTHENTICATED} connections are already waiting to authenticate",
+                            server.id()
+                        );
+                        continue;
+                    }
+                    waiting.fetch_add(1, Ordering::Relaxed);
+                    let pending = Pending(Arc::clone(&waiting));
+                    tokio::spawn(connection(stream, peer, Arc::clone(&server), Arc::clone(&cfg), pending));
                 }
                 Err(e) => {
                     // Out of descriptors and the like: keep serving the open connections, and
@@ -152,12 +171,57 @@ fn eof_inside(e: std::io::Error, what: impl FnOnce() -> String) -> Close {
     }
 }
 
-/// Serves one connection and logs why it ended, if it ended badly.
-async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<Server>, cfg: Arc<ServeConfig>) {
+/// Counts a connection among those not yet authenticated until dropped.
+struct Pending(Arc<AtomicUsize>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves one connection (TLS first when the job has it) and logs why it ended, if badly.
+async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<Server>, cfg: Arc<ServeConfig>, pending: Pending) {
+    let id = server.id();
+    // Requests and replies are whole frames written at once: waiting to coalesce them only adds latency.
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = &cfg.tls else { return serve_stream(stream, peer, &server, &cfg, pending).await };
+    let refused = |why: &str| {
+        let _ = writeln!(std::io::stderr(), "server {id}: refused the connection from {peer}: {why}");
+    };
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HELLO_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if tls::starts_tls(first[0]) => {}
+        Ok(Ok(1)) => {
+            // A plain-TCP peer: tell it in the clear why it is refused.
+            let mut out = Vec::new();
+            frame::write_frame(&mut out, Kind::Error, 0, 0, tls::TLS_ONLY.as_bytes());
+            let mut stream = stream;
+            let _ = stream.write_all(&out).await;
+            return refused("it spoke plain TCP to a TLS endpoint");
+        }
+        Ok(_) => return,
+        Err(_) => return refused(&format!("no TLS handshake within {} s", HELLO_TIMEOUT.as_secs())),
+    }
+    match tokio::time::timeout(HELLO_TIMEOUT, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => serve_stream(stream, peer, &server, &cfg, pending).await,
+        Ok(Err(e)) => refused(&format!("TLS handshake failed: {e}")),
+        Err(_) => refused(&format!("no TLS handshake within {} s", HELLO_TIMEOUT.as_secs())),
+    }
+}
+
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: SocketAddr,
+    server: &Server,
+    cfg: &ServeConfig,
+    pending: Pending,
+) {
     let mut conn = Conn {
         stream,
-        server: &server,
-        cfg: &cfg,
+        pending: Some(pending),
+        server,
+        cfg,
         id: 0,
         role: String::new(),
         payload: Vec::new(),
@@ -178,8 +242,10 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<Server>, cf
 }
 
 /// One connection's state: buffers reused across its requests.
-struct Conn<'a> {
-    stream: TcpStream,
+struct Conn<'a, S> {
+    stream: S,
+    /// Held until the peer has authenticated.
+    pending: Option<Pending>,
     server: &'a Server,
     cfg: &'a ServeConfig,
     /// Id of the frame being served, echoed by its reply.
@@ -193,19 +259,24 @@ struct Conn<'a> {
     reply: Vec<u8>,
 }
 
-impl Conn<'_> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     /// Authenticates the peer, then answers requests until it closes.
     async fn run(&mut self) -> Result<(), Close> {
-        self.stream.set_nodelay(true)?;
         // Until the peer has authenticated, a frame may be no larger than the largest Hello, so a
-        // stranger cannot make the server allocate up to `max_frame`.
-        let Some(h) = self.read_frame(HELLO_MAX.min(self.cfg.max_frame)).await? else { return Ok(()) };
+        // stranger cannot make the server allocate up to `max_frame`; nor may it wait forever.
+        let hello = tokio::time::timeout(HELLO_TIMEOUT, self.read_frame(frame::MAX_HELLO.min(self.cfg.max_frame)));
+        let Ok(hello) = hello.await else {
+            let s = HELLO_TIMEOUT.as_secs();
+            return Err(Close::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no Hello within {s} s"))));
+        };
+        let Some(h) = hello? else { return Ok(()) };
         if h.kind != Kind::Hello {
             return Err(FrameError::Unexpected { got: h.kind, expected: "Hello (authenticate first)" }.into());
         }
         let hello = Hello::decode(&self.payload)?;
         self.role = hello.role.clone();
         hello.check(&self.cfg.token)?;
+        self.pending = None;
         self.send_empty(Kind::Ack, h.id).await?;
         while let Some(h) = self.read_frame(self.cfg.max_frame).await? {
             match h.kind {
@@ -222,8 +293,12 @@ impl Conn<'_> {
     async fn read_frame(&mut self, max: usize) -> Result<Option<Header>, Close> {
         self.id = 0;
         let mut h = [0u8; HEADER_LEN];
-        // A peer that closes before a frame's first byte is done, not truncated.
-        let n = self.stream.read(&mut h).await?;
+        // A peer that closes before a frame's first byte is done, not truncated (over TLS, also
+        // one that closes without saying goodbye).
+        let n = match self.stream.read(&mut h).await {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            r => r?,
+        };
         if n == 0 {
             return Ok(None);
         }

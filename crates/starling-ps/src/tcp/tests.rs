@@ -15,6 +15,7 @@ use crate::frame::{self, Header, Hello, Kind, FLAG_F16};
 use crate::server::Server;
 use crate::shard::ShardMap;
 use crate::table::TableSpec;
+use crate::tls::Tls;
 
 const TOKEN: &[u8] = b"s3cret";
 const MAX: usize = 1 << 20;
@@ -29,12 +30,18 @@ fn specs() -> Vec<TableSpec> {
 
 /// `n` servers of `specs` on loopback ports.
 fn start(specs: &[TableSpec], n: usize) -> (Vec<TcpServerHandle>, Vec<String>) {
+    start_tls(specs, n, None)
+}
+
+/// `n` servers of `specs` on loopback ports, speaking TLS when `tls` is given.
+fn start_tls(specs: &[TableSpec], n: usize, tls: Option<&Tls>) -> (Vec<TcpServerHandle>, Vec<String>) {
     let map = ShardMap::even(n);
     let handles: Vec<TcpServerHandle> = (0..n)
         .map(|i| {
             let server = Arc::new(Server::new(i, specs, &map.vshards_of(i)));
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            serve(listener, server, ServeConfig { token: TOKEN.to_vec(), max_frame: MAX, threads: 1 }).unwrap()
+            let cfg = ServeConfig { token: TOKEN.to_vec(), max_frame: MAX, threads: 1, tls: tls.cloned() };
+            serve(listener, server, cfg).unwrap()
         })
         .collect();
     let addrs = handles.iter().map(|h| h.addr().to_string()).collect();
@@ -349,4 +356,67 @@ fn a_started_pull_reads_the_rows_before_later_pushes_and_blocks_other_calls() {
     tcp.pull_finish(0, &ks, &mut started).unwrap();
     assert_eq!(bits(&before), bits(&started));
     assert!(matches!(tcp.pull_finish(0, &ks, &mut started), Err(PsError::Protocol(_))));
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, from `scripts/dev-certs.sh`.
+fn dev_certs(dir: &std::path::Path) -> Tls {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/dev-certs.sh");
+    let out = std::process::Command::new("bash").arg(script).arg(dir).output().unwrap();
+    assert!(out.status.success(), "dev-certs.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    let files = crate::TlsFiles { cert: dir.join("node.pem"), key: dir.join("node.key"), ca: dir.join("ca.pem") };
+    Tls::load(&files).unwrap()
+}
+
+#[test]
+fn tls_serves_the_same_rows_and_refuses_plain_tcp_and_strangers() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dev_certs(&dir.path().join("job"));
+    let specs = specs();
+    let (_h, addrs) = start_tls(&specs, 2, Some(&tls));
+    let opts =
+        ClientOptions { tls: Some(tls.clone()), io_timeout: Some(Duration::from_secs(30)), ..Default::default() };
+    let mut c = TcpClient::connect(&addrs, ShardMap::even(2), specs.clone(), TOKEN, "t", opts).unwrap();
+    let keys: Vec<u64> = (0..5000).map(|i| i * 7 + 3).collect();
+    let grads: Vec<f32> = keys.iter().map(|&k| (k % 13) as f32 * 0.01).collect();
+    c.push(1, &keys, &grads).unwrap();
+    let mut over_tls = vec![0f32; keys.len()];
+    c.pull(1, &keys, &mut over_tls).unwrap();
+    // The same push over plain TCP gives the same rows.
+    let (_p, plain_addrs) = start(&specs, 2);
+    let mut p = client(&plain_addrs, specs.clone(), false);
+    p.push(1, &keys, &grads).unwrap();
+    let mut plain = vec![0f32; keys.len()];
+    p.pull(1, &keys, &mut plain).unwrap();
+    assert_eq!(over_tls, plain);
+    // A plain client is refused, and told why in the clear.
+    let err = TcpClient::connect(&addrs, ShardMap::even(2), specs.clone(), TOKEN, "t", ClientOptions::default())
+        .err()
+        .expect("plain TCP to a TLS port must be refused")
+        .to_string();
+    assert!(err.contains("speaks TLS only"), "{err}");
+    // A TLS client to a plain port fails its handshake.
+    let opts = ClientOptions { tls: Some(tls.clone()), ..Default::default() };
+    let err = TcpClient::connect(&plain_addrs, ShardMap::even(2), specs.clone(), TOKEN, "t", opts).err().unwrap();
+    assert!(err.to_string().contains("TLS handshake failed"), "{err}");
+    // A certificate from another CA is refused.
+    let stranger = dev_certs(&dir.path().join("other"));
+    let opts = ClientOptions { tls: Some(stranger), ..Default::default() };
+    let err = TcpClient::connect(&addrs, ShardMap::even(2), specs, TOKEN, "t", opts).err().unwrap();
+    assert!(err.to_string().contains("TLS handshake failed"), "{err}");
+}
+
+#[test]
+fn tls_files_that_cannot_be_used_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    dev_certs(dir.path());
+    let p = |n: &str| dir.path().join(n);
+    let files = |cert: &str, key: &str, ca: &str| crate::TlsFiles { cert: p(cert), key: p(key), ca: p(ca) };
+    let err = Tls::load(&files("missing.pem", "node.key", "ca.pem")).unwrap_err().to_string();
+    assert!(err.contains("missing.pem") && err.contains("cannot read it"), "{err}");
+    let err = Tls::load(&files("node.key", "node.key", "ca.pem")).unwrap_err().to_string();
+    assert!(err.contains("node.key") && err.contains("no certificate"), "{err}");
+    let err = Tls::load(&files("node.pem", "node.pem", "ca.pem")).unwrap_err().to_string();
+    assert!(err.contains("node.pem") && err.contains("no private key"), "{err}");
+    let err = Tls::load(&files("node.pem", "ca.key", "ca.pem")).unwrap_err().to_string();
+    assert!(err.contains("ca.key") && err.contains("does not go with"), "{err}");
 }

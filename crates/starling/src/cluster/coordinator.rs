@@ -7,17 +7,23 @@
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use starling_ps::control::{self, FromCoordinator, ProcessId, TestMetrics, ToCoordinator, WorkerProgress};
 use starling_ps::frame::{self, Hello, Kind};
+use starling_ps::tls::{Stream, Tls};
 use starling_ps::{checkpoint, ClientStats, ClockTable, Manifest, ShardFileInfo, StalenessHistogram, StatsSnapshot};
 
 use super::plan::Plan;
 use super::ClusterError;
 use crate::config::{OnCheckpointError, WorkerLoss};
 
+/// How long a new connection has to finish its TLS handshake and send its Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections at most that have not authenticated yet; more are refused at once.
+const MAX_UNAUTHENTICATED: usize = 256;
 /// How long the coordinator waits for every process to register.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the coordinator waits for a lost process's replacement to register.
@@ -75,7 +81,7 @@ pub struct RecoveryReport {
 struct Peer {
     name: String,
     /// `None` in a slot a restarted coordinator keeps for a process yet to re-register.
-    writer: Option<Arc<Mutex<TcpStream>>>,
+    writer: Option<Arc<Mutex<Stream>>>,
     last_seen: Instant,
     gone: bool,
     process: ProcessId,
@@ -206,6 +212,10 @@ struct Shared {
     state: Mutex<State>,
     wake: Condvar,
     plan: Plan,
+    /// TLS on every connection, when the job has it.
+    tls: Option<Tls>,
+    /// Connections not yet authenticated (bounded: a flood of idle ones is refused).
+    waiting: AtomicUsize,
 }
 
 impl Shared {
@@ -451,6 +461,7 @@ impl State {
 
 /// Runs the coordinator of `plan` on `listener` until the job ends.
 pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError> {
+    let tls = plan.job.cluster.tls_files().map(|f| Tls::load(&f)).transpose()?;
     let start_clocks = plan.start_clocks.clone();
     let mut clocks = ClockTable::new(plan.workers, plan.job.cluster.gate(), 0);
     clocks.rewind(&start_clocks);
@@ -492,6 +503,8 @@ pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError>
         }),
         wake: Condvar::new(),
         plan,
+        tls,
+        waiting: AtomicUsize::new(0),
     });
     {
         let shared = Arc::clone(&shared);
@@ -929,33 +942,88 @@ enum Role {
 }
 
 /// Reads one connection until it closes: Hello, registration, then its messages.
-fn serve_connection(stream: TcpStream, shared: &Shared) {
-    let addr = stream.peer_addr().map_or("?".into(), |a| a.to_string());
-    let _ = stream.set_nodelay(true);
-    let Ok(mut reader) = stream.try_clone() else { return };
-    let writer = Arc::new(Mutex::new(stream));
-    let refuse = |why: &str| {
-        crate::errln!("coordinator: refused connection from {addr}: {why}");
-        let mut out = Vec::new();
-        frame::write_frame(&mut out, Kind::Error, 0, 0, why.as_bytes());
-        let _ = writer.lock().unwrap_or_else(|e| e.into_inner()).write_all(&out);
+fn serve_connection(sock: TcpStream, shared: &Shared) {
+    let addr = sock.peer_addr().map_or("?".into(), |a| a.to_string());
+    if shared.waiting.load(Ordering::Relaxed) >= MAX_UNAUTHENTICATED {
+        let why = format!("{MAX_UNAUTHENTICATED} connections are already waiting to authenticate");
+        return refuse(&addr, &sock, &why);
+    }
+    shared.waiting.fetch_add(1, Ordering::Relaxed);
+    let authenticated = authenticate(sock, shared, &addr);
+    shared.waiting.fetch_sub(1, Ordering::Relaxed);
+    if let Some((reader, writer, buf)) = authenticated {
+        serve_registered(reader, writer, buf, &addr, shared);
+    }
+}
+
+/// The TLS handshake (when the job has TLS) and the Hello with the job's token, within
+/// [`HELLO_TIMEOUT`]; `None` when the peer was refused.
+#[allow(clippy::type_complexity)]
+fn authenticate(sock: TcpStream, shared: &Shared, addr: &str) -> Option<(Stream, Arc<Mutex<Stream>>, Vec<u8>)> {
+    let _ = sock.set_nodelay(true);
+    let _ = sock.set_read_timeout(Some(HELLO_TIMEOUT));
+    let stream = match &shared.tls {
+        None => Stream::Plain(sock),
+        Some(tls) => {
+            let mut first = [0u8; 1];
+            if sock.peek(&mut first).ok()? == 0 {
+                return None;
+            }
+            if !starling_ps::tls::starts_tls(first[0]) {
+                // A plain-TCP peer: tell it in the clear why it is refused.
+                refuse(addr, &sock, starling_ps::tls::TLS_ONLY);
+                return None;
+            }
+            match Stream::accept_tls(sock, tls) {
+                Ok(s) => s,
+                Err(e) => {
+                    crate::errln!("coordinator: refused connection from {addr}: TLS handshake failed: {e}");
+                    return None;
+                }
+            }
+        }
     };
+    let mut reader = stream.try_clone().ok()?;
+    let writer = Arc::new(Mutex::new(stream));
+    let refuse = |why: &str| refuse(addr, &mut *writer.lock().unwrap_or_else(|e| e.into_inner()), why);
     let mut buf = Vec::new();
-    // Hello first, with the job's token.
-    match frame::read_frame(&mut reader, control::MAX_CONTROL_FRAME, &mut buf) {
+    // Hello first, with the job's token; no larger than a Hello can be, before it is checked.
+    match frame::read_frame(&mut reader, frame::MAX_HELLO, &mut buf) {
         Ok(h) if h.kind == Kind::Hello => match Hello::decode(&buf).and_then(|hello| hello.check(&shared.plan.token)) {
             Ok(()) => {
                 let mut out = Vec::new();
                 frame::write_frame(&mut out, Kind::Ack, 0, h.id, &[]);
-                if writer.lock().unwrap_or_else(|e| e.into_inner()).write_all(&out).is_err() {
-                    return;
-                }
+                writer.lock().unwrap_or_else(|e| e.into_inner()).write_all(&out).ok()?;
             }
-            Err(e) => return refuse(&e.to_string()),
+            Err(e) => {
+                refuse(&e.to_string());
+                return None;
+            }
         },
-        Ok(h) => return refuse(&format!("expected Hello first, got a {:?} frame", h.kind)),
-        Err(e) => return refuse(&e.to_string()),
+        Ok(h) => {
+            refuse(&format!("expected Hello first, got a {:?} frame", h.kind));
+            return None;
+        }
+        Err(e) => {
+            refuse(&e.to_string());
+            return None;
+        }
     }
+    let _ = reader.socket().set_read_timeout(None);
+    Some((reader, writer, buf))
+}
+
+/// Logs a refused connection and tells the peer why, in an Error frame.
+fn refuse(addr: &str, mut to: impl Write, why: &str) {
+    crate::errln!("coordinator: refused connection from {addr}: {why}");
+    let mut out = Vec::new();
+    frame::write_frame(&mut out, Kind::Error, 0, 0, why.as_bytes());
+    let _ = to.write_all(&out);
+}
+
+/// Reads an authenticated connection until it closes: its registration, then its messages.
+fn serve_registered(mut reader: Stream, writer: Arc<Mutex<Stream>>, mut buf: Vec<u8>, addr: &str, shared: &Shared) {
+    let refuse = |why: &str| refuse(addr, &mut *writer.lock().unwrap_or_else(|e| e.into_inner()), why);
     let role = match control::recv::<_, ToCoordinator>(&mut reader, &mut buf) {
         Ok(ToCoordinator::RegisterServer { addr: data_addr, process, slot, returning }) => {
             let mut st = shared.lock();

@@ -119,6 +119,7 @@ pub fn run(opts: &LaunchOptions) -> Result<(), ClusterError> {
         workers: opts.workers,
         report: opts.report.clone(),
         since_unix,
+        tls: opts.job.cluster.tls_files(),
     };
     let max_restarts = opts.job.cluster.max_restarts;
     let mut restarts = 0;
@@ -189,6 +190,8 @@ struct Starter {
     report: Option<PathBuf>,
     /// When the job started: a replacement coordinator's own checkpoints are those since.
     since_unix: u64,
+    /// The job's TLS files, handed to every server and worker.
+    tls: Option<starling_ps::TlsFiles>,
 }
 
 impl Starter {
@@ -217,6 +220,9 @@ impl Starter {
         };
         if let Some(slot) = slot {
             c.args(["--slot", &slot.to_string()]);
+        }
+        if let Some(f) = &self.tls {
+            c.arg("--tls-cert").arg(&f.cert).arg("--tls-key").arg(&f.key).arg("--tls-ca").arg(&f.ca);
         }
         let rank_file = self.work_dir.join(format!("{role}-{n}.rank"));
         let _ = std::fs::remove_file(&rank_file);

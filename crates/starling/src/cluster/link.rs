@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use starling_ps::control::{self, FromCoordinator, ToCoordinator};
 use starling_ps::frame::{self, Hello, Kind};
+use starling_ps::tls::{Stream, Tls};
 use starling_ps::PsError;
 
 /// How long a process keeps retrying to reach a coordinator that is not up yet.
@@ -13,8 +14,8 @@ pub const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 
 /// The control connection to the coordinator.
 pub struct CoordLink {
-    reader: TcpStream,
-    writer: Arc<Mutex<TcpStream>>,
+    reader: Stream,
+    writer: Arc<Mutex<Stream>>,
     buf: Vec<u8>,
     peer: String,
 }
@@ -22,10 +23,10 @@ pub struct CoordLink {
 impl CoordLink {
     /// Connects to `addr` and authenticates as `role`, retrying while no coordinator answers
     /// there (not up yet, or a dead one's socket still closing), up to [`CONNECT_PATIENCE`].
-    pub fn connect(addr: &str, token: &[u8], role: &str) -> Result<Self, PsError> {
+    pub fn connect(addr: &str, token: &[u8], role: &str, tls: Option<&Tls>) -> Result<Self, PsError> {
         let deadline = Instant::now() + CONNECT_PATIENCE;
         loop {
-            match Self::try_connect(addr, token, role) {
+            match Self::try_connect(addr, token, role, tls) {
                 Err(PsError::Disconnected { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(200));
                 }
@@ -34,17 +35,25 @@ impl CoordLink {
         }
     }
 
-    fn try_connect(addr: &str, token: &[u8], role: &str) -> Result<Self, PsError> {
+    fn try_connect(addr: &str, token: &[u8], role: &str, tls: Option<&Tls>) -> Result<Self, PsError> {
         let peer = format!("coordinator ({addr})");
-        let stream = TcpStream::connect(addr).map_err(|source| PsError::Disconnected { peer: peer.clone(), source })?;
-        stream.set_nodelay(true).map_err(|e| PsError::io("setting TCP_NODELAY", e))?;
+        let sock = TcpStream::connect(addr).map_err(|source| PsError::Disconnected { peer: peer.clone(), source })?;
+        sock.set_nodelay(true).map_err(|e| PsError::io("setting TCP_NODELAY", e))?;
+        let mut stream = match Stream::client(sock, tls, addr) {
+            Ok(s) => s,
+            // A certificate refused either way is not worth retrying; a connection cut is.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(PsError::io(format!("TLS handshake with the {peer} failed"), e))
+            }
+            Err(source) => return Err(PsError::Disconnected { peer, source }),
+        };
         let mut hello = Vec::new();
         Hello { token: token.to_vec(), role: role.to_string() }.encode(&mut hello);
         let mut out = Vec::new();
         frame::write_frame(&mut out, Kind::Hello, 0, 0, &hello);
         let mut reader = stream.try_clone().map_err(|e| PsError::io("cloning a socket", e))?;
         let disconnected = |source| PsError::Disconnected { peer: peer.clone(), source };
-        std::io::Write::write_all(&mut &stream, &out).map_err(disconnected)?;
+        std::io::Write::write_all(&mut stream, &out).map_err(disconnected)?;
         let mut buf = Vec::new();
         let h = frame::read_frame(&mut reader, control::MAX_CONTROL_FRAME, &mut buf).map_err(|e| match e {
             frame::ReadError::Io(source) => PsError::Disconnected { peer: peer.clone(), source },
@@ -90,7 +99,7 @@ impl CoordLink {
     }
 }
 
-fn send_on(writer: &Mutex<TcpStream>, msg: &ToCoordinator) -> std::io::Result<()> {
+fn send_on(writer: &Mutex<Stream>, msg: &ToCoordinator) -> std::io::Result<()> {
     let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
     control::send(&mut *w, msg)
 }

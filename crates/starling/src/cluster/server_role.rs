@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use starling_ps::control::{FromCoordinator, ToCoordinator};
 use starling_ps::tcp::{serve, ServeConfig, TcpServerHandle};
-use starling_ps::{checkpoint, PsError, Server, TableSpec};
+use starling_ps::{checkpoint, PsError, Server, TableSpec, Tls};
 
 use super::link::CoordLink;
 use super::ClusterError;
@@ -26,6 +26,8 @@ pub struct ServerOptions {
     pub rank_file: Option<std::path::PathBuf>,
     /// The server id to ask for (a lost server's, a pod's ordinal); any free one when `None`.
     pub slot: Option<usize>,
+    /// TLS on every connection (the coordinator's and the workers'), when the job has it.
+    pub tls: Option<Tls>,
 }
 
 /// Runs a server until the coordinator says the job is over.
@@ -33,7 +35,7 @@ pub fn run(opts: &ServerOptions) -> Result<(), ClusterError> {
     let listener = bind(&opts.bind)?;
     let local = listener.local_addr().map_err(|e| ClusterError::Io("reading the listening address".into(), e))?;
     let addr = opts.advertise.clone().unwrap_or_else(|| local.to_string());
-    let mut link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("server at {addr}"))?;
+    let mut link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("server at {addr}"), opts.tls.as_ref())?;
     let register = ToCoordinator::RegisterServer {
         addr: addr.clone(),
         process: super::this_process(),
@@ -66,8 +68,18 @@ pub fn run(opts: &ServerOptions) -> Result<(), ClusterError> {
     };
     super::write_rank_file(opts.rank_file.as_deref(), id)?;
     let heartbeat = Duration::from_millis(heartbeat_ms.max(10));
-    let share =
-        Share { id, tables, owned, workers, warmup_steps, max_frame, threads, token: opts.token.clone(), heartbeat };
+    let share = Share {
+        id,
+        tables,
+        owned,
+        workers,
+        warmup_steps,
+        max_frame,
+        threads,
+        token: opts.token.clone(),
+        heartbeat,
+        tls: opts.tls.clone(),
+    };
     // Heartbeats from now on: loading a large checkpoint must not look like silence.
     link.start_heartbeats(heartbeat, || None);
     let result = (|| {
@@ -96,6 +108,7 @@ struct Share {
     threads: usize,
     token: Vec<u8>,
     heartbeat: Duration,
+    tls: Option<Tls>,
 }
 
 /// The share being served: its rows and the endpoint workers reach them at.
@@ -126,7 +139,12 @@ impl Share {
             rows_loaded = checkpoint::load_into(dir, &manifest, &server)?;
             crate::errln!("server {id}: loaded {rows_loaded} rows from {}", dir.display());
         }
-        let cfg = ServeConfig { token: self.token.clone(), max_frame: self.max_frame, threads: self.threads };
+        let cfg = ServeConfig {
+            token: self.token.clone(),
+            max_frame: self.max_frame,
+            threads: self.threads,
+            tls: self.tls.clone(),
+        };
         let endpoint = serve(listener, Arc::clone(&server), cfg)?;
         crate::errln!("server {id}: serving {} virtual shards at {}", self.owned.len(), endpoint.addr());
         Ok(Serving { server, endpoint, addr, rows_loaded })
@@ -187,7 +205,8 @@ fn serve_until_end(
             Err(e @ PsError::Disconnected { .. }) => {
                 // The coordinator died: wait for its replacement, which rolls the job back.
                 crate::errln!("server {id}: {e}; waiting for a new coordinator");
-                *link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("server {id} at {}", serving.addr))
+                let role = format!("server {id} at {}", serving.addr);
+                *link = CoordLink::connect(&opts.coordinator, &opts.token, &role, opts.tls.as_ref())
                     .map_err(|e| ClusterError::Failed(format!("lost the coordinator, and no new one came: {e}")))?;
                 let process = super::this_process();
                 let addr = serving.addr.clone();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use starling_core::Model;
 use starling_ps::control::{FromCoordinator, TestMetrics, ToCoordinator, WorkerProgress};
 use starling_ps::tcp::{ClientOptions, TcpClient};
-use starling_ps::{ClientStats, ParamClient, PsError, ShardMap, TableSpec, Wait};
+use starling_ps::{ClientStats, ParamClient, PsError, ShardMap, TableSpec, Tls, Wait};
 
 use super::link::CoordLink;
 use super::ClusterError;
@@ -29,6 +29,8 @@ pub struct WorkerOptions {
     pub rank_file: Option<std::path::PathBuf>,
     /// The rank to ask for (a lost worker's, a pod's index); any free one when `None`.
     pub slot: Option<usize>,
+    /// TLS on every connection (the coordinator's and the servers'), when the job has it.
+    pub tls: Option<Tls>,
 }
 
 /// How a worker reaches the servers: enough to connect again after a rollback.
@@ -77,13 +79,14 @@ struct Rejoin {
     rank: usize,
     heartbeat: Duration,
     progress: Arc<dyn Fn() -> Option<WorkerProgress> + Send + Sync>,
+    tls: Option<Tls>,
 }
 
 impl Rejoin {
     /// Connects and authenticates, with heartbeats carrying the worker's progress.
     fn connect(&self, register: ToCoordinator) -> Result<CoordLink, PsError> {
         let role = format!("worker {} on {}", self.rank, super::this_process());
-        let link = CoordLink::connect(&self.coordinator, &self.token, &role)?;
+        let link = CoordLink::connect(&self.coordinator, &self.token, &role, self.tls.as_ref())?;
         link.send(&register)?;
         let progress = Arc::clone(&self.progress);
         link.start_heartbeats(self.heartbeat, move || progress());
@@ -278,7 +281,7 @@ pub fn run(opts: &WorkerOptions) -> Result<(), ClusterError> {
 /// partition: all of it is this worker's slice), else on its slice of the job's input files.
 pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Result<(), ClusterError> {
     let me = super::this_process();
-    let mut link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("worker on {me}"))?;
+    let mut link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("worker on {me}"), opts.tls.as_ref())?;
     link.send(&ToCoordinator::RegisterWorker { process: me, slot: opts.slot, returning: false })?;
     let (rank, world, job, servers, map, tables, start_clock) = match link.recv()? {
         FromCoordinator::WorkerAssignment { rank, world, job, servers, map, tables, start_clock } => {
@@ -323,8 +326,12 @@ pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Resul
             inputs.use_cache(path, job.features.hash_bits, (rank, world));
         }
         let net = Net::new(&job, &inputs.fields())?;
-        let opts2 =
-            ClientOptions { f16: job.cluster.f16, max_frame: job.cluster.max_frame_mib << 20, ..Default::default() };
+        let opts2 = ClientOptions {
+            f16: job.cluster.f16,
+            max_frame: job.cluster.max_frame_mib << 20,
+            tls: opts.tls.clone(),
+            ..Default::default()
+        };
         let plane = DataPlane { map, tables, token: opts.token.clone(), name: format!("worker {rank}"), opts: opts2 };
         Ok((inputs, net, plane))
     })();
@@ -335,8 +342,14 @@ pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Resul
             return Err(e);
         }
     };
-    let rejoin =
-        Rejoin { coordinator: opts.coordinator.clone(), token: opts.token.clone(), rank, heartbeat, progress: report };
+    let rejoin = Rejoin {
+        coordinator: opts.coordinator.clone(),
+        token: opts.token.clone(),
+        rank,
+        heartbeat,
+        progress: report,
+        tls: opts.tls.clone(),
+    };
     // A server lost before this worker reached it is the coordinator's to mend, as in a step.
     let (data, connect_error) = match plane.connect(&servers) {
         Ok(c) => (Some(c), None),

@@ -380,6 +380,14 @@ pub struct ClusterConfig {
     pub max_frame_mib: usize,
     /// Network threads of each server.
     pub server_threads: usize,
+    /// TLS on every connection of the job: this process's certificate chain (PEM). With
+    /// `tls_key` and `tls_ca`; `starling launch` hands all three to its servers and workers, and
+    /// other servers and workers take theirs from `--tls-cert`/`STARLING_TLS_CERT` and the like.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) that signs every certificate of the job: peers are checked against it.
+    pub tls_ca: Option<PathBuf>,
     /// Under SSP and ASP, workers send the pull of their next batch before computing the current
     /// one. A prefetched read is one step older, so SSP then gates clocks one step tighter and
     /// reads stay within `staleness`; BSP never prefetches.
@@ -400,6 +408,9 @@ impl Default for ClusterConfig {
             f16: false,
             max_frame_mib: 1024,
             server_threads: 2,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
             prefetch: true,
         }
     }
@@ -431,6 +442,16 @@ impl ClusterConfig {
             DenseRule::Auto => self.bsp(),
             DenseRule::Staleness => false,
             DenseRule::Sync => true,
+        }
+    }
+
+    /// The job's TLS files, when it has TLS.
+    pub fn tls_files(&self) -> Option<starling_ps::TlsFiles> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => {
+                Some(starling_ps::TlsFiles { cert: cert.clone(), key: key.clone(), ca: ca.clone() })
+            }
+            _ => None,
         }
     }
 
@@ -621,6 +642,11 @@ impl JobConfig {
         }
         if self.cluster.workers == 0 || self.cluster.workers > 4096 {
             return bad("cluster.workers", "must be between 1 and 4096");
+        }
+        let c = &self.cluster;
+        let tls_set = [&c.tls_cert, &c.tls_key, &c.tls_ca].iter().filter(|p| p.is_some()).count();
+        if tls_set != 0 && tls_set != 3 {
+            return bad("cluster.tls_cert", "TLS needs all three of cluster.tls_cert, tls_key and tls_ca");
         }
         if self.cluster.on_worker_loss == Some(WorkerLoss::Restart) && self.cluster.max_restarts == 0 {
             return bad("cluster.on_worker_loss", "\"restart\" needs cluster.max_restarts of at least 1");
