@@ -35,6 +35,8 @@ pub enum ToCoordinator {
         rows_loaded: u64,
         /// Address workers connect to.
         addr: String,
+        /// The epoch of the assignment or rollback this answers.
+        epoch: u64,
     },
     /// A worker asking for its rank.
     RegisterWorker {
@@ -187,6 +189,8 @@ pub enum FromCoordinator {
         warmup_steps: u64,
         /// Steps of the slowest worker already done (a resumed job).
         steps_done: u64,
+        /// Which rollback of the job this share serves (0 before any): echoed by `ServerReady`.
+        epoch: u64,
     },
     /// A worker's share.
     WorkerAssignment {
@@ -227,6 +231,9 @@ pub enum FromCoordinator {
         resume_from: Option<String>,
         /// Steps of the slowest worker at that cut.
         steps_done: u64,
+        /// Which rollback this is: echoed by `ServerReady`, so a late answer to an earlier one is
+        /// told apart.
+        epoch: u64,
     },
     /// The job rolled back: reconnect to `servers` and go on from step `clock`.
     Rewind {

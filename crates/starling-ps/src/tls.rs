@@ -116,8 +116,10 @@ pub enum Stream {
     Tls(Arc<Duplex>),
 }
 
-/// One TLS connection shared by a reading and a writing thread: the socket is waited on
-/// without the lock, which is held only to move bytes in and out of rustls.
+/// One TLS connection shared by a reading and a writing thread: the reader waits for the socket
+/// without the lock; the lock is held while bytes move through rustls and onto the socket, so a
+/// writer blocked on a full send buffer holds up the reader until the peer reads (control
+/// messages are small, and every peer keeps reading).
 pub struct Duplex {
     sock: TcpStream,
     conn: Mutex<Connection>,

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -179,7 +179,8 @@ impl Cut {
 
 /// Lost processes being replaced while every table is back at the cut.
 struct Recovery {
-    since: Instant,
+    /// When a slot was last filled or a server last became ready: the wait times out from here.
+    progress_at: Instant,
     /// When the first lost process was last heard from: the time lost counts from there.
     silent_since: Instant,
     lost: Vec<String>,
@@ -206,6 +207,8 @@ struct State {
     over: bool,
     /// The model is saved and the servers are told to stop: a loss now costs nothing.
     ending: bool,
+    /// Rollbacks so far: a server's readiness counts only for the latest.
+    epoch: u64,
 }
 
 struct Shared {
@@ -245,6 +248,13 @@ impl State {
                     self.workers[w].peer.send(&FromCoordinator::Go { staleness });
                 }
             }
+        }
+    }
+
+    /// A slot was filled or a server became ready: a recovery's wait starts over.
+    fn recovering_progress(&mut self) {
+        if let Some(r) = &mut self.recovery {
+            r.progress_at = Instant::now();
         }
     }
 
@@ -301,18 +311,20 @@ impl State {
                 "coordinator: abandoning checkpoint {} (it has no manifest, so it is never read)",
                 ck.dir.display()
             );
+            remove_incomplete(&ck.dir, plan);
         }
         let resume_from = self.cut.dir.as_ref().map(|d| d.display().to_string());
         let steps_done = self.cut.clocks.iter().copied().min().unwrap_or(0);
+        self.epoch += 1;
         for s in self.servers.iter_mut().filter(|s| !s.peer.gone && s.assigned) {
             s.ready = false;
-            s.peer.send(&FromCoordinator::Rollback { resume_from: resume_from.clone(), steps_done });
+            s.peer.send(&FromCoordinator::Rollback { resume_from: resume_from.clone(), steps_done, epoch: self.epoch });
         }
         for w in &mut self.workers {
             w.pending = None;
         }
         self.recovery = Some(Recovery {
-            since: Instant::now(),
+            progress_at: Instant::now(),
             silent_since,
             lost: vec![what],
             clocks_before: self.clocks.clocks().to_vec(),
@@ -392,12 +404,26 @@ impl State {
             }
             Role::Worker(rank, _) => {
                 let w = &mut self.workers[rank];
-                if w.peer.gone || w.lost.is_some() || w.replacing.is_some() {
+                if w.peer.gone || w.lost.is_some() {
+                    return;
+                }
+                if w.replacing.is_some() {
+                    // A replacement lost before it got its share: the slot waits for another.
+                    w.peer.gone = true;
                     return;
                 }
                 let silent_since = w.peer.last_seen;
                 w.peer.gone = true;
                 let what = format!("{}: {why}", w.peer.name);
+                if w.done && self.recovery.is_none() {
+                    // A worker that finished its share holds nothing the job still needs but,
+                    // if it scores the holdout, that duty: another finished worker takes it.
+                    // Its replacement, if one comes, waits in the slot for a rollback or the end.
+                    w.assigned = false;
+                    crate::errln!("coordinator: lost {what} after it finished its share");
+                    self.reassign_evaluation(rank, plan);
+                    return;
+                }
                 match cl.worker_loss() {
                     WorkerLoss::Restart => {
                         w.assigned = false;
@@ -407,11 +433,9 @@ impl State {
                             self.begin_recovery(what, silent_since, plan);
                         }
                     }
-                    WorkerLoss::Fail if w.done => {}
                     WorkerLoss::Fail => {
                         self.fail(format!("lost {what}; stopping the job (cluster.on_worker_loss = \"fail\")"))
                     }
-                    WorkerLoss::Continue if w.done => {}
                     WorkerLoss::Continue => {
                         crate::errln!(
                             "coordinator: lost {what}; continuing without it (its remaining data is skipped)"
@@ -424,6 +448,23 @@ impl State {
                     }
                 }
             }
+        }
+    }
+
+    /// Worker `rank`, lost, was scoring the holdout: the lowest finished worker still here does
+    /// it instead, or the job ends without test metrics when none is.
+    fn reassign_evaluation(&mut self, rank: usize, plan: &Plan) {
+        if self.evaluator != Some(rank) || self.evaluated.is_some() {
+            return;
+        }
+        let next = self.workers.iter().position(|w| w.done && w.lost.is_none() && !w.peer.gone);
+        self.evaluator = next;
+        match next {
+            Some(r) => {
+                crate::errln!("coordinator: {} scores the holdout instead", self.workers[r].peer.name);
+                self.workers[r].peer.send(&FromCoordinator::AllDone { evaluate: !plan.job.data.test.is_empty() });
+            }
+            None => self.evaluated = Some(None),
         }
     }
 
@@ -479,7 +520,7 @@ pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError>
         );
         let now = Instant::now();
         let lost = vec!["the coordinator".to_string()];
-        recovery = Some(Recovery { since: now, silent_since: now, lost, clocks_before: start_clocks.clone() });
+        recovery = Some(Recovery { progress_at: now, silent_since: now, lost, clocks_before: start_clocks.clone() });
         restarts = r.restarts_used;
     }
     let shared = Arc::new(Shared {
@@ -500,6 +541,7 @@ pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError>
             incarnations: 0,
             over: false,
             ending: false,
+            epoch: 0,
         }),
         wake: Condvar::new(),
         plan,
@@ -554,11 +596,12 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
         // Registration: a server gets its share as it registers (a replacement, the cut).
         let resume_from = st.cut.dir.as_ref().map(|d| d.display().to_string());
         let steps_done = st.cut.clocks.iter().copied().min().unwrap_or(0);
+        let epoch = st.epoch;
         for (id, s) in st.servers.iter_mut().enumerate().filter(|(_, s)| !s.assigned && !s.peer.gone) {
             s.assigned = true;
             s.peer.last_seen = now;
             if s.rejoined {
-                s.peer.send(&FromCoordinator::Rollback { resume_from: resume_from.clone(), steps_done });
+                s.peer.send(&FromCoordinator::Rollback { resume_from: resume_from.clone(), steps_done, epoch });
                 continue;
             }
             s.peer.send(&FromCoordinator::ServerAssignment {
@@ -572,6 +615,7 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
                 workers: plan.workers,
                 warmup_steps: plan.job.train.warmup_steps,
                 steps_done,
+                epoch,
             });
         }
         let servers_ready = st.servers.iter().all(|s| s.ready && !s.peer.gone);
@@ -646,12 +690,19 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
                     st.workers_assigned = true;
                     train_start = Some(now);
                 }
-            } else if now.duration_since(r.since) > REPLACE_TIMEOUT {
-                let lost = r.lost.join("; ");
-                st.fail(format!(
-                    "lost {lost}, and no replacement registered within {} s (`starling launch` restarts what dies; on a cluster the orchestrator must: see docs/cluster.md)",
+            } else if now.duration_since(r.progress_at) > REPLACE_TIMEOUT {
+                // Nothing registered or became ready for that long: name what is missing.
+                let servers = st.servers.iter().filter(|s| s.peer.gone || !s.ready).map(|s| s.peer.name.as_str());
+                let workers =
+                    st.workers.iter().filter(|w| w.peer.gone && w.lost.is_none()).map(|w| w.peer.name.as_str());
+                let missing: Vec<&str> = servers.chain(workers).collect();
+                let why = format!(
+                    "lost {}; {} did not come back within {} s (`starling launch` restarts what dies; on a cluster the orchestrator must: see docs/cluster.md)",
+                    r.lost.join("; "),
+                    missing.join(", "),
                     REPLACE_TIMEOUT.as_secs()
-                ));
+                );
+                st.fail(why);
                 continue;
             }
         }
@@ -728,7 +779,12 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
             }
             if st.all_done_sent && st.evaluated.is_some() && st.ckpt.is_none() && shutdown_at.is_none() {
                 let finals = final_dirs(plan, &st);
-                let written = |d: &PathBuf| report.checkpoints.contains(&d.display().to_string());
+                // One already complete under checkpoint.dir (this step's, from before a rollback
+                // or a coordinator's restart) is not written over: it may be the cut itself.
+                let root = plan.job.checkpoint.dir.as_ref();
+                let complete =
+                    |d: &PathBuf| root.is_some_and(|r| d.starts_with(r)) && d.join(checkpoint::MANIFEST_FILE).exists();
+                let written = |d: &PathBuf| report.checkpoints.contains(&d.display().to_string()) || complete(d);
                 if let Some(dir) = finals.into_iter().find(|d| !finals_tried.contains(d) && !written(d)) {
                     finals_tried.push(dir.clone());
                     st.ckpt = Some(Ckpt { dir, requested: false, final_one: true, failed: None });
@@ -769,6 +825,10 @@ fn worker_assignment(plan: &Plan, rank: usize, servers: &[String], start_clock: 
 /// cannot wake and write to the job (a stopped or hung process), and so that its launcher sees it
 /// end and starts a replacement. Elsewhere the orchestrator's liveness check does this.
 fn fence(peer: &Peer) {
+    // Should it wake, it learns it is out of the job (the orchestrator's case: no kill here).
+    peer.send(&FromCoordinator::Abort {
+        reason: format!("{} was declared lost: it sent nothing for too long", peer.name),
+    });
     let me = std::process::id();
     if peer.process.host == super::host_name() && peer.process.pid != me && peer.process.pid > 1 {
         crate::errln!("coordinator: killing {} (silent; declared lost)", peer.name);
@@ -861,6 +921,16 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, V
     Ok(Some((dir, pruned)))
 }
 
+/// Removes a checkpoint directory given up on, to give its space back: only under
+/// `checkpoint.dir` (never `train.save`, the user's), and never one with a manifest (complete:
+/// it may be the very cut a rollback goes back to).
+fn remove_incomplete(dir: &Path, plan: &Plan) {
+    let under_root = plan.job.checkpoint.dir.as_ref().is_some_and(|root| dir.starts_with(root));
+    if under_root && !dir.join(checkpoint::MANIFEST_FILE).exists() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// A checkpoint could not be written: the previous one stays the newest complete one, and the
 /// job goes on or ends as `checkpoint.on_error` says (one holding the job's model always ends it).
 fn abandon_checkpoint(
@@ -869,11 +939,7 @@ fn abandon_checkpoint(
     why: String,
 ) -> Result<Option<(PathBuf, Vec<PathBuf>)>, ClusterError> {
     let Some(ck) = st.ckpt.take() else { return Ok(None) };
-    let under_root = plan.job.checkpoint.dir.as_ref().is_some_and(|root| ck.dir.starts_with(root));
-    if under_root {
-        // It has no manifest, so it would never be read; removing it gives the space back.
-        let _ = std::fs::remove_dir_all(&ck.dir);
-    }
+    remove_incomplete(&ck.dir, plan);
     let what = format!(
         "cannot write checkpoint {}: {why}; the newest complete checkpoint is still {}",
         ck.dir.display(),
@@ -1056,6 +1122,7 @@ fn serve_registered(mut reader: Stream, writer: Arc<Mutex<Stream>>, mut buf: Vec
                 ckpt: None,
                 load: None,
             };
+            st.recovering_progress();
             Role::Server(id, incarnation)
         }
         Ok(ToCoordinator::RegisterWorker { process, slot, returning }) => {
@@ -1094,6 +1161,7 @@ fn serve_registered(mut reader: Stream, writer: Arc<Mutex<Stream>>, mut buf: Vec
                 last_pass,
             };
             st.workers[rank] = slot;
+            st.recovering_progress();
             Role::Worker(rank, incarnation)
         }
         Ok(other) => return refuse(&format!("expected a registration, got a {}", other.name())),
@@ -1125,12 +1193,15 @@ fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
         Role::Server(id, _) => {
             st.servers[id].peer.last_seen = Instant::now();
             match msg {
-                ToCoordinator::ServerReady { rows_loaded, addr } => {
+                // The answer to an assignment or rollback overtaken by a later rollback.
+                ToCoordinator::ServerReady { epoch, .. } if epoch != st.epoch => {}
+                ToCoordinator::ServerReady { rows_loaded, addr, .. } => {
                     if rows_loaded > 0 {
                         crate::errln!("coordinator: {} loaded {rows_loaded} rows", st.servers[id].peer.name);
                     }
                     st.servers[id].addr = addr;
                     st.servers[id].ready = true;
+                    st.recovering_progress();
                 }
                 // Replies about a checkpoint given up on (its directory removed) are stale.
                 ToCoordinator::CheckpointWritten { dir, info } => {
@@ -1164,12 +1235,19 @@ fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
                 }
                 ToCoordinator::Heartbeat { progress: Some(p) } => st.workers[rank].progress = p,
                 ToCoordinator::Heartbeat { progress: None } => {}
+                // While every table goes back to a cut, what a worker did is void: its rewind
+                // resets its clock, and a finish heard now must not reach the rebuilt servers.
+                ToCoordinator::Clock { .. } | ToCoordinator::Done { .. } | ToCoordinator::Evaluated { .. }
+                    if st.recovery.is_some() => {}
                 ToCoordinator::Clock { clock } => {
+                    // It went on after a stall (the rewind it waited for came).
+                    st.workers[rank].stalled = None;
                     st.clocks.advance(rank, clock);
                     st.workers[rank].pending = Some(clock);
                     st.release();
                 }
                 ToCoordinator::Done { clock, progress, last_pass } => {
+                    st.workers[rank].stalled = None;
                     st.clocks.advance(rank, clock);
                     st.clocks.finish(rank);
                     let w = &mut st.workers[rank];
@@ -1203,14 +1281,6 @@ fn disconnected(st: &mut State, plan: &Plan, role: Role, why: &str) {
             }
             st.servers[id].peer.gone = true;
         }
-        Role::Worker(rank, _) => {
-            let evaluating = st.all_done_sent && st.evaluator == Some(rank) && st.evaluated.is_none();
-            st.lose(role, why, plan);
-            let w = &st.workers[rank];
-            if evaluating && w.lost.is_none() && st.recovery.is_none() && w.replacing.is_none() {
-                // It died while scoring the holdout: end the job without test metrics rather than wait.
-                st.evaluated = Some(None);
-            }
-        }
+        Role::Worker(..) => st.lose(role, why, plan),
     }
 }

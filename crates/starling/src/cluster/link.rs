@@ -56,6 +56,11 @@ impl CoordLink {
         std::io::Write::write_all(&mut stream, &out).map_err(disconnected)?;
         let mut buf = Vec::new();
         let h = frame::read_frame(&mut reader, control::MAX_CONTROL_FRAME, &mut buf).map_err(|e| match e {
+            // Under TLS 1.3 a refused certificate is told after the handshake, as the first
+            // read fails: not worth retrying.
+            frame::ReadError::Io(source) if tls.is_some() && source.kind() == std::io::ErrorKind::InvalidData => {
+                PsError::io(format!("the {peer} refused this process's certificate"), source)
+            }
             frame::ReadError::Io(source) => PsError::Disconnected { peer: peer.clone(), source },
             frame::ReadError::Frame(f) => f.into(),
         })?;

@@ -59,6 +59,7 @@ pub fn run(opts: &ServerOptions) -> Result<(), ClusterError> {
         workers,
         warmup_steps,
         steps_done,
+        epoch,
     } = assignment
     else {
         let got = assignment.name();
@@ -83,7 +84,7 @@ pub fn run(opts: &ServerOptions) -> Result<(), ClusterError> {
     // Heartbeats from now on: loading a large checkpoint must not look like silence.
     link.start_heartbeats(heartbeat, || None);
     let result = (|| {
-        let serving = share.serve(listener, addr, resume_from.as_deref(), steps_done)?;
+        let serving = share.serve(listener, addr, resume_from.as_deref(), steps_done, epoch)?;
         serve_until_end(&mut link, &share, serving, opts)
     })();
     if let Err(e) = &result {
@@ -117,6 +118,8 @@ struct Serving {
     endpoint: TcpServerHandle,
     addr: String,
     rows_loaded: u64,
+    /// The assignment's or rollback's epoch, echoed to the coordinator.
+    epoch: u64,
 }
 
 impl Share {
@@ -128,6 +131,7 @@ impl Share {
         addr: String,
         resume_from: Option<&str>,
         steps_done: u64,
+        epoch: u64,
     ) -> Result<Serving, ClusterError> {
         let id = self.id;
         let server = Arc::new(Server::new(id, &self.tables, &self.owned));
@@ -147,7 +151,13 @@ impl Share {
         };
         let endpoint = serve(listener, Arc::clone(&server), cfg)?;
         crate::errln!("server {id}: serving {} virtual shards at {}", self.owned.len(), endpoint.addr());
-        Ok(Serving { server, endpoint, addr, rows_loaded })
+        Ok(Serving { server, endpoint, addr, rows_loaded, epoch })
+    }
+}
+
+impl Serving {
+    fn ready(&self) -> ToCoordinator {
+        ToCoordinator::ServerReady { rows_loaded: self.rows_loaded, addr: self.addr.clone(), epoch: self.epoch }
     }
 }
 
@@ -159,7 +169,7 @@ fn serve_until_end(
 ) -> Result<(), ClusterError> {
     let id = share.id;
     // A failed send to the coordinator shows up at the next receive, where it is handled.
-    let _ = link.send(&ToCoordinator::ServerReady { rows_loaded: serving.rows_loaded, addr: serving.addr.clone() });
+    let _ = link.send(&serving.ready());
     loop {
         match link.recv() {
             Ok(FromCoordinator::WriteCheckpoint { dir }) => {
@@ -175,7 +185,7 @@ fn serve_until_end(
                 let _ = link.send(&msg);
             }
             Ok(FromCoordinator::WorkerGone { rank }) => serving.server.leave(rank),
-            Ok(FromCoordinator::Rollback { resume_from, steps_done }) => {
+            Ok(FromCoordinator::Rollback { resume_from, steps_done, epoch }) => {
                 // Closing the endpoint drops every connection, so no worker's push reaches the
                 // rows after this point and any worker waiting on a round is told at once.
                 serving.endpoint.shutdown();
@@ -185,9 +195,8 @@ fn serve_until_end(
                 let local =
                     listener.local_addr().map_err(|e| ClusterError::Io("reading the listening address".into(), e))?;
                 let addr = opts.advertise.clone().unwrap_or_else(|| local.to_string());
-                serving = share.serve(listener, addr, resume_from.as_deref(), steps_done)?;
-                let _ = link
-                    .send(&ToCoordinator::ServerReady { rows_loaded: serving.rows_loaded, addr: serving.addr.clone() });
+                serving = share.serve(listener, addr, resume_from.as_deref(), steps_done, epoch)?;
+                let _ = link.send(&serving.ready());
             }
             Ok(FromCoordinator::Shutdown) => {
                 link.send(&ToCoordinator::Load { stats: serving.server.stats() })?;

@@ -481,8 +481,9 @@ pub struct CheckpointConfig {
     pub keep: usize,
     /// Start from the newest complete checkpoint in `dir` when there is one.
     pub resume: bool,
-    /// When a periodic checkpoint cannot be written (a full disk): `"continue"` training with
-    /// the previous checkpoint intact, or `"fail"` the job. The final one always fails the job.
+    /// When a checkpoint cannot be written (a full disk): `"continue"` training with the previous
+    /// checkpoint intact, or `"fail"` the job. The one holding the job's model (`train.save`, or
+    /// the final checkpoint when there is no `train.save`) always fails the job.
     pub on_error: OnCheckpointError,
 }
 
