@@ -175,6 +175,21 @@ impl Cut {
     fn describe(&self) -> String {
         self.dir.as_ref().map_or_else(|| "the job's start".to_string(), |d| d.display().to_string())
     }
+
+    /// The checkpoint a server loads its rows from, as the messages carry it.
+    fn resume_from(&self) -> Option<String> {
+        self.dir.as_ref().map(|d| d.display().to_string())
+    }
+
+    /// Steps of the slowest worker at the cut.
+    fn steps_done(&self) -> u64 {
+        self.clocks.iter().copied().min().unwrap_or(0)
+    }
+
+    /// A live server's order to serve this cut afresh.
+    fn rollback(&self, epoch: u64) -> FromCoordinator {
+        FromCoordinator::Rollback { resume_from: self.resume_from(), steps_done: self.steps_done(), epoch }
+    }
 }
 
 /// Lost processes being replaced while every table is back at the cut.
@@ -313,12 +328,11 @@ impl State {
             );
             remove_incomplete(&ck.dir, plan);
         }
-        let resume_from = self.cut.dir.as_ref().map(|d| d.display().to_string());
-        let steps_done = self.cut.clocks.iter().copied().min().unwrap_or(0);
         self.epoch += 1;
+        let rollback = self.cut.rollback(self.epoch);
         for s in self.servers.iter_mut().filter(|s| !s.peer.gone && s.assigned) {
             s.ready = false;
-            s.peer.send(&FromCoordinator::Rollback { resume_from: resume_from.clone(), steps_done, epoch: self.epoch });
+            s.peer.send(&rollback);
         }
         for w in &mut self.workers {
             w.pending = None;
@@ -364,11 +378,10 @@ impl State {
         self.evaluator = None;
         let steps_redone = r.clocks_before.iter().zip(&clocks).map(|(b, c)| b.saturating_sub(*c)).sum();
         let seconds = r.silent_since.elapsed().as_secs_f64();
-        crate::errln!(
-            "coordinator: recovered in {seconds:.2} s: every table is back at {}, and the workers redo {steps_redone} steps",
-            self.cut.describe()
-        );
         let to = self.cut.describe();
+        crate::errln!(
+            "coordinator: recovered in {seconds:.2} s: every table is back at {to}, and the workers redo {steps_redone} steps"
+        );
         self.recoveries.push(RecoveryReport { lost: r.lost, kind: "rollback".into(), to, steps_redone, seconds });
     }
 
@@ -510,17 +523,18 @@ pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError>
     // lost process's rank) in any order.
     let servers = (0..plan.servers).map(ServerSlot::awaited).collect();
     let workers = (0..plan.workers).map(WorkerSlot::awaited).collect();
+    let cut = Cut { dir: plan.resume_from.clone(), clocks: start_clocks.clone() };
     let (mut recovery, mut restarts) = (None, 0);
     if let Some(r) = &plan.recovering {
         // This coordinator replaces one that died: the job's processes re-register into their
         // slots, every table goes back to the cut, and training goes on from there.
         crate::errln!(
             "coordinator: replacing a lost coordinator; rolling back to {} once the job's processes re-register",
-            plan.resume_from.as_ref().map_or_else(|| "the job's start".to_string(), |d| d.display().to_string())
+            cut.describe()
         );
         let now = Instant::now();
         let lost = vec!["the coordinator".to_string()];
-        recovery = Some(Recovery { progress_at: now, silent_since: now, lost, clocks_before: start_clocks.clone() });
+        recovery = Some(Recovery { progress_at: now, silent_since: now, lost, clocks_before: start_clocks });
         restarts = r.restarts_used;
     }
     let shared = Arc::new(Shared {
@@ -534,7 +548,7 @@ pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError>
             evaluated: None,
             evaluator: None,
             all_done_sent: false,
-            cut: Cut { dir: plan.resume_from.clone(), clocks: start_clocks },
+            cut,
             recovery,
             restarts,
             recoveries: Vec::new(),
@@ -594,29 +608,30 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
         }
         let now = Instant::now();
         // Registration: a server gets its share as it registers (a replacement, the cut).
-        let resume_from = st.cut.dir.as_ref().map(|d| d.display().to_string());
-        let steps_done = st.cut.clocks.iter().copied().min().unwrap_or(0);
-        let epoch = st.epoch;
-        for (id, s) in st.servers.iter_mut().enumerate().filter(|(_, s)| !s.assigned && !s.peer.gone) {
-            s.assigned = true;
-            s.peer.last_seen = now;
-            if s.rejoined {
-                s.peer.send(&FromCoordinator::Rollback { resume_from: resume_from.clone(), steps_done, epoch });
-                continue;
+        {
+            let state = &mut *st;
+            let (cut, epoch) = (&state.cut, state.epoch);
+            for (id, s) in state.servers.iter_mut().enumerate().filter(|(_, s)| !s.assigned && !s.peer.gone) {
+                s.assigned = true;
+                s.peer.last_seen = now;
+                if s.rejoined {
+                    s.peer.send(&cut.rollback(epoch));
+                    continue;
+                }
+                s.peer.send(&FromCoordinator::ServerAssignment {
+                    id,
+                    tables: plan.tables.clone(),
+                    owned: plan.map.vshards_of(id),
+                    resume_from: cut.resume_from(),
+                    max_frame: cl.max_frame_mib << 20,
+                    threads: cl.server_threads,
+                    heartbeat_ms: (cl.heartbeat_secs * 1000.0) as u64,
+                    workers: plan.workers,
+                    warmup_steps: plan.job.train.warmup_steps,
+                    steps_done: cut.steps_done(),
+                    epoch,
+                });
             }
-            s.peer.send(&FromCoordinator::ServerAssignment {
-                id,
-                tables: plan.tables.clone(),
-                owned: plan.map.vshards_of(id),
-                resume_from: resume_from.clone(),
-                max_frame: cl.max_frame_mib << 20,
-                threads: cl.server_threads,
-                heartbeat_ms: (cl.heartbeat_secs * 1000.0) as u64,
-                workers: plan.workers,
-                warmup_steps: plan.job.train.warmup_steps,
-                steps_done,
-                epoch,
-            });
         }
         let servers_ready = st.servers.iter().all(|s| s.ready && !s.peer.gone);
         let workers_in = st.workers.iter().all(|w| !w.peer.gone);

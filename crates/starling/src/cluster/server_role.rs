@@ -32,9 +32,7 @@ pub struct ServerOptions {
 
 /// Runs a server until the coordinator says the job is over.
 pub fn run(opts: &ServerOptions) -> Result<(), ClusterError> {
-    let listener = bind(&opts.bind)?;
-    let local = listener.local_addr().map_err(|e| ClusterError::Io("reading the listening address".into(), e))?;
-    let addr = opts.advertise.clone().unwrap_or_else(|| local.to_string());
+    let (listener, addr) = listen(opts)?;
     let mut link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("server at {addr}"), opts.tls.as_ref())?;
     let register = ToCoordinator::RegisterServer {
         addr: addr.clone(),
@@ -94,8 +92,13 @@ pub fn run(opts: &ServerOptions) -> Result<(), ClusterError> {
     result
 }
 
-fn bind(addr: &str) -> Result<TcpListener, ClusterError> {
-    TcpListener::bind(addr).map_err(|e| ClusterError::Io(format!("cannot listen on {addr}"), e))
+/// A listener on `--bind`, and the address workers are to dial (`--advertise`, else the bound one).
+fn listen(opts: &ServerOptions) -> Result<(TcpListener, String), ClusterError> {
+    let listener =
+        TcpListener::bind(&opts.bind).map_err(|e| ClusterError::Io(format!("cannot listen on {}", opts.bind), e))?;
+    let local = listener.local_addr().map_err(|e| ClusterError::Io("reading the listening address".into(), e))?;
+    let addr = opts.advertise.clone().unwrap_or_else(|| local.to_string());
+    Ok((listener, addr))
 }
 
 /// What the coordinator assigned: enough to serve the share afresh after a rollback.
@@ -191,10 +194,7 @@ fn serve_until_end(
                 serving.endpoint.shutdown();
                 let from = resume_from.as_deref().unwrap_or("the job's start");
                 crate::errln!("server {id}: rolling back to {from}");
-                let listener = bind(&opts.bind)?;
-                let local =
-                    listener.local_addr().map_err(|e| ClusterError::Io("reading the listening address".into(), e))?;
-                let addr = opts.advertise.clone().unwrap_or_else(|| local.to_string());
+                let (listener, addr) = listen(opts)?;
                 serving = share.serve(listener, addr, resume_from.as_deref(), steps_done, epoch)?;
                 let _ = link.send(&serving.ready());
             }
