@@ -202,6 +202,12 @@ impl Coordinator {
                 "cluster.tls_cert: TLS is not supported for jobs run inside Spark yet; run the job with `starling launch` or unset cluster.tls_*",
             ));
         }
+        if job.cluster.elastic {
+            // Each Spark task trains its own partition; Spark itself grows and shrinks the stage.
+            return Err(PyValueError::new_err(
+                "cluster.elastic: a job inside Spark trains each task's own partition, so its workers cannot take pieces of the input; unset cluster.elastic, or run the job with `starling launch`",
+            ));
+        }
         let fields = starling_core::graph::Fields { names: fields.0, bias: fields.1 };
         let plan = Plan::resolved(job, servers, workers, token.as_bytes().to_vec(), fields).map_err(value_error)?;
         let listener = std::net::TcpListener::bind(bind)

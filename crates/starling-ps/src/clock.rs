@@ -223,6 +223,13 @@ impl ClockTable {
         self.states.fill(WorkerState::Active);
     }
 
+    /// A worker that joins a running job, active at `clock`; returns its index.
+    pub fn add(&mut self, clock: u64) -> usize {
+        self.clocks.push(clock);
+        self.states.push(WorkerState::Active);
+        self.clocks.len() - 1
+    }
+
     /// Worker `worker` active again at `clock` (its replacement resumes from a cut).
     pub fn set(&mut self, worker: usize, clock: u64) {
         self.clocks[worker] = clock;

@@ -101,6 +101,14 @@ pub enum ToCoordinator {
         /// What happened.
         message: String,
     },
+    /// An elastic job's worker finished its piece of the input (if it had one) and asks for the
+    /// next; answered by [`FromCoordinator::Piece`].
+    NextPiece,
+    /// An elastic job's worker leaves: the rest of its piece goes back to the others.
+    Leave {
+        /// Its final progress.
+        progress: WorkerProgress,
+    },
 }
 
 impl ToCoordinator {
@@ -119,6 +127,8 @@ impl ToCoordinator {
             ToCoordinator::CheckpointFailed { .. } => "checkpoint-failed message",
             ToCoordinator::Load { .. } => "load report",
             ToCoordinator::Failed { .. } => "failure report",
+            ToCoordinator::NextPiece => "request for a piece of the input",
+            ToCoordinator::Leave { .. } => "leave notice",
         }
     }
 }
@@ -162,6 +172,30 @@ pub struct TestMetrics {
     pub accuracy: f64,
     /// Root mean squared error.
     pub rmse: f64,
+}
+
+/// A piece of an elastic job's training input: slice `index` of `of` (split as `of` workers
+/// would split the input) in pass `pass`, its first `skip` steps already in the servers' rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Piece {
+    /// The pass (from 1) it belongs to.
+    pub pass: u32,
+    /// Which slice.
+    pub index: usize,
+    /// Slices the input is cut into.
+    pub of: usize,
+    /// Steps of it already trained on (by a worker that left or was lost midway).
+    pub skip: u64,
+}
+
+impl std::fmt::Display for Piece {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "piece {} of {} (pass {})", self.index, self.of, self.pass)?;
+        if self.skip > 0 {
+            write!(f, " from step {}", self.skip)?;
+        }
+        Ok(())
+    }
 }
 
 /// Messages from the coordinator.
@@ -247,6 +281,14 @@ pub enum FromCoordinator {
         /// Checkpoint directory.
         dir: String,
     },
+    /// An elastic job's next piece of input for the asking worker, its clock set to `clock`;
+    /// `None` when no input is left to train on.
+    Piece {
+        /// The piece.
+        piece: Option<Piece>,
+        /// The worker's clock from now on (never behind the slowest active worker).
+        clock: u64,
+    },
     /// The job is over: exit cleanly.
     Shutdown,
     /// The job failed: exit with this reason.
@@ -268,6 +310,7 @@ impl FromCoordinator {
             FromCoordinator::Rollback { .. } => "rollback",
             FromCoordinator::Rewind { .. } => "rewind",
             FromCoordinator::WriteCheckpoint { .. } => "checkpoint request",
+            FromCoordinator::Piece { .. } => "piece of the input",
             FromCoordinator::Shutdown => "shutdown",
             FromCoordinator::Abort { .. } => "abort",
         }

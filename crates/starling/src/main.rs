@@ -709,6 +709,12 @@ fn cmd_coordinator(a: CoordinatorArgs) -> Result<()> {
     for l in &rep.lost_workers {
         outln!("lost worker: {l}");
     }
+    for j in &rep.workers_joined {
+        outln!("joined: {j}");
+    }
+    for l in &rep.workers_left {
+        outln!("left: {l}");
+    }
     for r in &rep.recoveries {
         let how = if r.kind == "replace" { "its replacement went back to" } else { "every table went back to" };
         outln!(

@@ -145,12 +145,14 @@ pub fn job_json(r: &crate::cluster::coordinator::JobReport) -> String {
     );
     let _ = writeln!(
         out,
-        ", \"servers\": {}, \"lost_workers\": {}, \"checkpoints\": {}}}",
+        ", \"servers\": {}, \"lost_workers\": {}, \"workers_joined\": {}, \"workers_left\": {}, \"checkpoints\": {}}}",
         list(&r.servers, |s| format!(
             "{{\"rows\": {}, \"pulls\": {}, \"keys_pulled\": {}, \"pushes\": {}, \"keys_pushed\": {}}}",
             s.rows, s.pulls, s.keys_pulled, s.pushes, s.keys_pushed
         )),
         list(&r.lost_workers, |s| string(s)),
+        list(&r.workers_joined, |s| string(s)),
+        list(&r.workers_left, |s| string(s)),
         list(&r.checkpoints, |s| string(s))
     );
     out

@@ -588,6 +588,7 @@ impl Batched {
             inputs,
             rank,
             world,
+            workers: world,
             batch_size: job.batch_size(false, world),
             // In-process pulls have no latency to hide.
             prefetch: false,

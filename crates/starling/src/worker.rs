@@ -75,10 +75,12 @@ pub struct Worker<'a> {
     pub model: &'a dyn Model,
     /// The job's training input.
     pub inputs: &'a Inputs,
-    /// This worker's rank.
+    /// Which slice of the input this worker reads: `rank` of `world` equal slices.
     pub rank: usize,
-    /// Number of workers.
+    /// Slices the input is cut into (the workers, or an elastic job's pieces).
     pub world: usize,
+    /// Workers whose steps share the servers: a batch mean is split over them.
+    pub workers: usize,
     /// Examples per step.
     pub batch_size: usize,
     /// Send the pull of the next batch before computing the current one (SSP and ASP only: the
@@ -198,6 +200,7 @@ impl Worker<'_> {
         match learned {
             Err(Ended::Stopped) => {
                 bufs.next.batch.clear();
+                progress.add(metrics.count() - reported.0, metrics.loss_sum() - reported.1);
                 return Ok(metrics);
             }
             Err(Ended::Failed(e)) => return Err(e),
@@ -270,11 +273,11 @@ impl Worker<'_> {
         self.model.step(&p.batch, &p.weights, step, Some(&mut b.grads), scratch, &mut |s, y, w| {
             metrics.add(loss.predict(s), y, w)
         });
-        if self.model.batch_mean() && self.world > 1 {
+        if self.model.batch_mean() && self.workers > 1 {
             // Each worker's share of the mean over the step's examples on every worker: summed by
             // a synchronous round, or applied one by one, the steps are those of one process
             // learning from all of them (a row only this worker touched gets what it would there).
-            let share = 1.0 / self.world as f32;
+            let share = 1.0 / self.workers as f32;
             for g in b.grads.grads.iter_mut().flatten() {
                 *g *= share;
             }

@@ -585,3 +585,106 @@ fn a_job_with_tls_gives_the_same_model_and_refuses_plain_tcp() {
     let (a, b) = (starling::model_file::load(&a).unwrap(), starling::model_file::load(&b).unwrap());
     assert_eq!(rows(&a), rows(&b), "TLS changed the model");
 }
+
+/// An elastic ASP job: `recovery_job`'s 4 passes of 10-example batches, its input in 16 pieces.
+fn elastic_job(dir: &Path) -> PathBuf {
+    recovery_job(dir, "staleness = \"inf\"\nelastic = true\n")
+}
+
+#[test]
+fn elastic_workers_join_and_leave_a_running_job_and_every_example_is_learned_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fixed_dir, elastic_dir) = (dir.path().join("fixed"), dir.path().join("elastic"));
+    std::fs::create_dir_all(&fixed_dir).unwrap();
+    std::fs::create_dir_all(&elastic_dir).unwrap();
+    let (fixed, j) = (recovery_job(&fixed_dir, "staleness = \"inf\"\n"), elastic_job(&elastic_dir));
+    let j = j.to_str().unwrap();
+    let (r0, r1) = (dir.path().join("fixed.json"), dir.path().join("elastic.json"));
+    run(&two_by_two(fixed.to_str().unwrap(), &["--report", r0.to_str().unwrap()]));
+    let token = ("STARLING_TOKEN", "elastic-test-token");
+    let mut job = Live::start_with(&two_by_two(j, &["--report", r1.to_str().unwrap()]), &[token]);
+    job.wait_until("training", |l| l.said().contains("training (ASP"));
+    // A third worker, started by hand as a user would, joins the running job.
+    let work = std::env::temp_dir().join(format!("starling-launch-{}", job.child.id()));
+    let addr = std::fs::read_to_string(work.join("coordinator.addr")).unwrap();
+    let extra = Command::new(BIN)
+        .args(["worker", "--coordinator", addr.trim()])
+        .env(token.0, token.1)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    job.wait_until("the third worker to join", |l| l.said().contains("joined the job"));
+    // One of the launched workers is asked to leave, as a scale-down or a deleted pod does.
+    std::thread::sleep(Duration::from_millis(300));
+    job.signal("worker", libc::SIGTERM);
+    job.wait_until("the worker to leave", |l| l.said().contains("left the job"));
+    let extra = extra.wait_with_output().unwrap();
+    assert!(extra.status.success(), "the joined worker failed:\n{}", String::from_utf8_lossy(&extra.stderr));
+    let (ok, _, said) = job.finish();
+    assert!(ok, "{said}");
+    assert!(said.contains("goes back to the others; 2 workers train"), "{said}");
+    let r = report(&r1);
+    assert_eq!(r["workers_joined"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["workers_left"].as_array().unwrap().len(), 1, "{r}");
+    // Every example of every pass learned once: none lost with the leaver, none twice.
+    assert_eq!(r["train_examples"], 4 * 40_000, "{r}");
+    let (a, b) = (test_logloss(&r0), test_logloss(&r1));
+    assert!((a - b).abs() <= 0.005, "fixed slices {a}, elastic with a join and a leave {b}");
+}
+
+#[test]
+fn an_elastic_job_gives_a_lost_workers_piece_to_the_others_and_admits_its_replacement() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = elastic_job(dir.path());
+    let r = dir.path().join("r.json");
+    let mut job = Live::start(&two_by_two(j.to_str().unwrap(), &["--report", r.to_str().unwrap()]));
+    job.wait_until("training", |l| l.said().contains("training (ASP"));
+    std::thread::sleep(Duration::from_millis(500));
+    job.signal("worker", libc::SIGKILL);
+    let (ok, _, said) = job.finish();
+    assert!(ok, "{said}");
+    assert!(said.contains("was lost (connection closed") && said.contains("goes back to the others"), "{said}");
+    assert!(said.contains("joined the job"), "the launcher's replacement should join:\n{said}");
+    assert!(!said.contains("rolling every table back"), "{said}");
+    // The job ends only once every piece is trained on, the lost one's rest included; what
+    // the lost worker learned after its last heartbeat is missing from the count.
+    let r = report(&r);
+    assert!(r["train_examples"].as_u64().unwrap() >= 4 * 40_000 - 10_000, "{r}");
+    assert!(r["test"]["logloss"].as_f64().unwrap() < 0.6, "{r}");
+}
+
+#[test]
+fn an_elastic_job_refuses_bsp_and_a_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = elastic_job(dir.path());
+    let j = j.to_str().unwrap();
+    let err = run_err(&["launch", "-c", j, "--staleness", "0"]);
+    assert!(err.contains("cluster.elastic") && err.contains("BSP"), "{err}");
+    let cache = dir.path().join("cache");
+    let err = run_err(&["launch", "-c", j, "--cache-dir", cache.to_str().unwrap()]);
+    assert!(err.contains("cluster.elastic") && err.contains("data.cache_dir"), "{err}");
+}
+
+#[test]
+fn an_elastic_job_rolls_its_pieces_back_with_the_tables_when_a_server_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = elastic_job(dir.path());
+    let (ck, r) = (dir.path().join("ck"), dir.path().join("r.json"));
+    let more =
+        ["--checkpoint-dir", ck.to_str().unwrap(), "--checkpoint-every-steps", "500", "--report", r.to_str().unwrap()];
+    let mut job = Live::start(&two_by_two(j.to_str().unwrap(), &more));
+    job.wait_until("a checkpoint", |_| has_checkpoint(&ck));
+    job.signal("server", libc::SIGKILL);
+    let (ok, _, said) = job.finish();
+    assert!(ok, "{said}");
+    assert!(said.contains("rolling every table back to") && said.contains("recovered in"), "{said}");
+    // Each checkpoint records the input not yet trained on; the last one, none.
+    let last = report(&r)["checkpoints"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
+    let m = starling_ps::read_manifest(Path::new(&last)).unwrap();
+    assert_eq!(m.pieces_left, Some(Vec::new()), "{m:?}");
+    let kept: Vec<_> = std::fs::read_dir(&ck).unwrap().map(|e| e.unwrap().path()).collect();
+    let earlier =
+        kept.iter().filter_map(|d| starling_ps::read_manifest(d).ok()).find(|m| m.pieces_left != Some(Vec::new()));
+    assert!(earlier.is_some_and(|m| !m.pieces_left.unwrap().is_empty()), "{kept:?}");
+}

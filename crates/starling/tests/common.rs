@@ -107,9 +107,15 @@ pub struct Live {
 
 impl Live {
     pub fn start(args: &[&str]) -> Live {
+        Live::start_with(args, &[])
+    }
+
+    /// [`Live::start`] with `envs` set for the process.
+    pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Live {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_starling"))
             .args(args)
+            .envs(envs.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -45,6 +45,11 @@ pub struct Manifest {
     /// The bias feature's field, if the pipeline adds one.
     #[serde(default)]
     pub bias_field: Option<u32>,
+    /// An elastic job's input not yet trained on at the cut, the pieces workers held included
+    /// (from the step they reached); `None` for a job whose workers read fixed slices, whose
+    /// positions are their clocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pieces_left: Option<Vec<crate::control::Piece>>,
 }
 
 /// Just the version, read first so a newer manifest is refused for its version, not for a field

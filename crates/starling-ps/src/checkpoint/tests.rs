@@ -61,6 +61,7 @@ fn fixture() -> (TempDir, Manifest, Server) {
         created_unix: 1_700_000_000,
         fields: Vec::new(),
         bias_field: None,
+        pieces_left: None,
     };
     write_manifest(dir.path(), &manifest).unwrap();
     (dir, manifest, reference)
@@ -254,6 +255,7 @@ fn small_checkpoint(root: &Path, step: u64) {
         created_unix: 0,
         fields: Vec::new(),
         bias_field: None,
+        pieces_left: None,
     };
     write_manifest(dir, &m).unwrap();
 }

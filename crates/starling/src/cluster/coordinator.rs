@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use starling_ps::control::{self, FromCoordinator, ProcessId, TestMetrics, ToCoordinator, WorkerProgress};
+use starling_ps::control::{self, FromCoordinator, Piece, ProcessId, TestMetrics, ToCoordinator, WorkerProgress};
 use starling_ps::frame::{self, Hello, Kind};
 use starling_ps::tls::{Stream, Tls};
 use starling_ps::{checkpoint, ClientStats, ClockTable, Manifest, ShardFileInfo, StalenessHistogram, StatsSnapshot};
 
+use super::pieces::Pool;
 use super::plan::Plan;
 use super::ClusterError;
 use crate::config::{OnCheckpointError, WorkerLoss};
@@ -24,6 +25,8 @@ use crate::config::{OnCheckpointError, WorkerLoss};
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections at most that have not authenticated yet; more are refused at once.
 const MAX_UNAUTHENTICATED: usize = 256;
+/// Most worker slots an elastic job grows to.
+const MAX_WORKERS: usize = 4096;
 /// How long the coordinator waits for every process to register.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the coordinator waits for a lost process's replacement to register.
@@ -59,6 +62,10 @@ pub struct JobReport {
     pub restarts: u32,
     /// Every recovery: what was lost, where the job went back to, and what it cost.
     pub recoveries: Vec<RecoveryReport>,
+    /// An elastic job's workers that joined it after it started.
+    pub workers_joined: Vec<String>,
+    /// An elastic job's workers that left it (or were lost) before its end, with why.
+    pub workers_left: Vec<String>,
 }
 
 /// One recovery from lost processes.
@@ -129,6 +136,11 @@ struct WorkerSlot {
     stalled: Option<(Instant, String)>,
     /// Under ASP: lost, and its replacement resumes from its cut alone.
     replacing: Option<Instant>,
+    /// An elastic job's worker waiting for its next piece of the input.
+    asking: bool,
+    /// An elastic job's worker that left (or was lost): the job goes on without it, and its
+    /// slot is free for one that joins.
+    left: bool,
     progress: WorkerProgress,
     last_pass: (u64, f64),
 }
@@ -150,6 +162,8 @@ impl WorkerSlot {
             lost: None,
             stalled: None,
             replacing: None,
+            asking: false,
+            left: false,
             progress: WorkerProgress::default(),
             last_pass: (0, 0.0),
         }
@@ -169,6 +183,8 @@ struct Ckpt {
 struct Cut {
     dir: Option<PathBuf>,
     clocks: Vec<u64>,
+    /// An elastic job's input not yet trained on there.
+    pieces: Option<Vec<Piece>>,
 }
 
 impl Cut {
@@ -184,6 +200,12 @@ impl Cut {
     /// Steps of the slowest worker at the cut.
     fn steps_done(&self) -> u64 {
         self.clocks.iter().copied().min().unwrap_or(0)
+    }
+
+    /// Worker `rank`'s clock at the cut; one that joined an elastic job since starts level with
+    /// the slowest.
+    fn clock_of(&self, rank: usize) -> u64 {
+        self.clocks.get(rank).copied().unwrap_or_else(|| self.steps_done())
     }
 
     /// A live server's order to serve this cut afresh.
@@ -224,6 +246,12 @@ struct State {
     ending: bool,
     /// Rollbacks so far: a server's readiness counts only for the latest.
     epoch: u64,
+    /// An elastic job's pieces of input: who holds which, and which wait.
+    pool: Option<Pool>,
+    /// What the workers of an elastic job that left had done (their slots may be reused).
+    departed: WorkerProgress,
+    joined: Vec<String>,
+    left: Vec<String>,
 }
 
 struct Shared {
@@ -250,7 +278,8 @@ impl State {
         }
     }
 
-    /// Lets every waiting worker whose next step the rule allows start it, unless a checkpoint is being taken.
+    /// Lets every waiting worker whose next step the rule allows start it, and hands waiting
+    /// pieces of an elastic job's input out, unless a checkpoint is being taken.
     fn release(&mut self) {
         if self.ckpt.is_some() || self.recovery.is_some() {
             return;
@@ -264,6 +293,57 @@ impl State {
                 }
             }
         }
+        self.hand_out_pieces();
+    }
+
+    /// Gives every worker asking for a piece the next one; once no input is left (none waits
+    /// and none is held), tells them so. One asking while pieces are held by others waits: a
+    /// worker that leaves gives the rest of its piece back.
+    fn hand_out_pieces(&mut self) {
+        let Some(pool) = &mut self.pool else { return };
+        for rank in 0..self.workers.len() {
+            let w = &mut self.workers[rank];
+            if !w.asking || w.peer.gone {
+                continue;
+            }
+            let clock = self.clocks.clocks()[rank];
+            let msg = match pool.take(rank) {
+                Some(piece) => {
+                    // An idle worker holds nobody back; back at work, it goes on level with
+                    // the slowest active one, so the staleness rule does not stall the others.
+                    let clock = clock.max(self.clocks.min_active().unwrap_or(clock));
+                    self.clocks.set(rank, clock);
+                    FromCoordinator::Piece { piece: Some(piece), clock }
+                }
+                None if pool.drained() => FromCoordinator::Piece { piece: None, clock },
+                None => continue,
+            };
+            w.asking = false;
+            w.peer.send(&msg);
+        }
+    }
+
+    /// An elastic job's worker `rank` left or was lost: the rest of its piece waits for another
+    /// worker, and the job goes on without it.
+    fn worker_leaves(&mut self, rank: usize, why: &str) {
+        let w = &mut self.workers[rank];
+        w.peer.gone = true;
+        w.left = true;
+        w.asking = false;
+        w.pending = None;
+        w.assigned = false;
+        self.departed.examples += w.progress.examples;
+        self.departed.loss_sum += w.progress.loss_sum;
+        self.departed.stats.merge(&w.progress.stats);
+        w.progress = WorkerProgress::default();
+        let name = w.peer.name.clone();
+        let back = self.pool.as_mut().and_then(|p| p.give_back(rank));
+        self.clocks.lose(rank);
+        let training = self.workers.iter().filter(|w| !w.peer.gone && !w.left).count();
+        let rest = back.map_or_else(String::new, |p| format!("; {p} goes back to the others"));
+        crate::errln!("coordinator: {name} {why}{rest}; {training} workers train");
+        self.left.push(format!("{name}: {why}"));
+        self.release();
     }
 
     /// A slot was filled or a server became ready: a recovery's wait starts over.
@@ -290,7 +370,7 @@ impl State {
 
     /// True when no active worker is in the middle of a step.
     fn quiescent(&self) -> bool {
-        self.workers.iter().all(|w| w.done || w.lost.is_some() || w.pending.is_some())
+        self.workers.iter().all(|w| w.done || w.lost.is_some() || w.pending.is_some() || w.asking || w.left)
     }
 
     /// Counts a restart; false (the job failing) once `cluster.max_restarts` are used up.
@@ -336,6 +416,7 @@ impl State {
         }
         for w in &mut self.workers {
             w.pending = None;
+            w.asking = false;
         }
         self.recovery = Some(Recovery {
             progress_at: Instant::now(),
@@ -350,12 +431,17 @@ impl State {
     fn finish_recovery(&mut self, plan: &Plan, training: bool) {
         let Some(r) = self.recovery.take() else { return };
         let servers: Vec<String> = self.servers.iter().map(|s| s.addr.clone()).collect();
-        let clocks = self.cut.clocks.clone();
+        let clocks: Vec<u64> = (0..self.workers.len()).map(|rank| self.cut.clock_of(rank)).collect();
+        if let Some(left) = &self.cut.pieces {
+            // Every piece not trained on at the cut waits again; workers ask anew after the rewind.
+            self.pool = Some(Pool::from_cut(left));
+        }
         for (rank, w) in self.workers.iter_mut().enumerate() {
             w.pending = None;
             w.done = false;
             w.stalled = None;
-            if w.lost.is_some() {
+            w.asking = false;
+            if w.lost.is_some() || w.left {
                 continue;
             }
             if w.assigned {
@@ -368,7 +454,7 @@ impl State {
         }
         self.clocks.rewind(&clocks);
         for rank in 0..self.workers.len() {
-            if self.workers[rank].lost.is_some() {
+            if self.workers[rank].lost.is_some() || self.workers[rank].left {
                 self.clocks.lose(rank);
                 self.worker_gone(rank);
             }
@@ -423,6 +509,11 @@ impl State {
                 if w.replacing.is_some() {
                     // A replacement lost before it got its share: the slot waits for another.
                     w.peer.gone = true;
+                    return;
+                }
+                if self.pool.is_some() && !w.done {
+                    // An elastic job goes on without it; the rest of its piece goes to the others.
+                    self.worker_leaves(rank, &format!("was lost ({why})"));
                     return;
                 }
                 let silent_since = w.peer.last_seen;
@@ -494,7 +585,7 @@ impl State {
         }
         crate::errln!(
             "coordinator: lost {what}; the other workers go on, and its replacement resumes from step {} of {} (restart {} of {})",
-            self.cut.clocks[rank],
+            self.cut.clock_of(rank),
             self.cut.describe(),
             self.restarts,
             plan.job.cluster.max_restarts
@@ -507,7 +598,7 @@ impl State {
             lost: vec![what],
             kind: "replace".into(),
             to: self.cut.describe(),
-            steps_redone: self.clocks.clocks()[rank].saturating_sub(self.cut.clocks[rank]),
+            steps_redone: self.clocks.clocks()[rank].saturating_sub(self.cut.clock_of(rank)),
             seconds: 0.0,
         });
     }
@@ -523,7 +614,8 @@ pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError>
     // lost process's rank) in any order.
     let servers = (0..plan.servers).map(ServerSlot::awaited).collect();
     let workers = (0..plan.workers).map(WorkerSlot::awaited).collect();
-    let cut = Cut { dir: plan.resume_from.clone(), clocks: start_clocks.clone() };
+    let cut = Cut { dir: plan.resume_from.clone(), clocks: start_clocks.clone(), pieces: plan.pieces_left.clone() };
+    let pool = plan.pieces_left.as_deref().map(Pool::from_cut);
     let (mut recovery, mut restarts) = (None, 0);
     if let Some(r) = &plan.recovering {
         // This coordinator replaces one that died: the job's processes re-register into their
@@ -556,6 +648,10 @@ pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError>
             over: false,
             ending: false,
             epoch: 0,
+            pool,
+            departed: WorkerProgress::default(),
+            joined: Vec::new(),
+            left: Vec::new(),
         }),
         wake: Condvar::new(),
         plan,
@@ -599,6 +695,8 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
     let mut last_log = Instant::now();
     let mut last_ckpt = (Instant::now(), start_step(&plan.start_clocks));
     let mut shutdown_at: Option<Instant> = None;
+    // Since when an elastic job has input left and no worker.
+    let mut no_workers_since: Option<Instant> = None;
     // The end-of-job checkpoints started so far (one that fails is not tried again).
     let mut finals_tried: Vec<PathBuf> = Vec::new();
     let mut st = shared.lock();
@@ -723,7 +821,7 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
         }
         let addrs: Vec<String> = st.servers.iter().map(|s| s.addr.clone()).collect();
         for rank in 0..st.workers.len() {
-            let (clock, w) = (st.cut.clocks[rank], &mut st.workers[rank]);
+            let (clock, w) = (st.cut.clock_of(rank), &mut st.workers[rank]);
             let Some(since) = w.replacing else { continue };
             if !w.peer.gone {
                 w.peer.send(&worker_assignment(plan, rank, &addrs, clock));
@@ -739,6 +837,21 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
             } else if now.duration_since(since) > REPLACE_TIMEOUT {
                 let name = w.peer.name.clone();
                 st.fail(format!("lost {name}, and no replacement registered within {} s", REPLACE_TIMEOUT.as_secs()));
+            }
+        }
+        if st.pool.is_some() && st.workers_assigned && st.recovery.is_none() {
+            admit_joiners(&mut st, plan, now);
+            // Input is left but every worker left: one must join before long.
+            let training = st.workers.iter().any(|w| !w.peer.gone && !w.left);
+            let untrained = st.pool.as_ref().map_or(0, Pool::left);
+            if training || untrained == 0 {
+                no_workers_since = None;
+            } else if now.duration_since(*no_workers_since.get_or_insert(now)) > REPLACE_TIMEOUT {
+                st.fail(format!(
+                    "every worker left with {untrained} pieces of the input untrained, and none joined within {} s (start one with `starling worker`)",
+                    REPLACE_TIMEOUT.as_secs()
+                ));
+                continue;
             }
         }
         if st.recovery.is_some() || st.failure.is_some() {
@@ -774,7 +887,11 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
                 log_progress(&st, train_start.unwrap_or(now));
             }
             // End of training.
-            if st.clocks.all_finished() && !st.all_done_sent {
+            // An elastic job's worker waiting for a piece is idle, not done: others may give one
+            // back; and one told that no input is left is done once it says so.
+            let input_left = st.pool.as_ref().is_some_and(|p| !p.drained())
+                || (st.pool.is_some() && st.workers.iter().any(|w| !w.peer.gone && !w.left && !w.done));
+            if st.clocks.all_finished() && !st.all_done_sent && !input_left {
                 st.all_done_sent = true;
                 report.train_seconds = train_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
                 // The lowest surviving rank scores the holdout, so losing rank 0 under ASP loses no metrics.
@@ -820,6 +937,27 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
             }
         }
         st = shared.wake.wait_timeout(st, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+    }
+}
+
+/// Gives the workers that joined a running elastic job their assignment: they start level with
+/// the slowest active worker and ask for pieces like the others.
+fn admit_joiners(st: &mut State, plan: &Plan, now: Instant) {
+    let addrs: Vec<String> = st.servers.iter().map(|s| s.addr.clone()).collect();
+    for rank in 0..st.workers.len() {
+        if st.workers[rank].peer.gone || st.workers[rank].assigned {
+            continue;
+        }
+        let clock = st.clocks.min_active().unwrap_or_else(|| st.clocks.clocks().iter().copied().max().unwrap_or(0));
+        st.clocks.set(rank, clock);
+        let w = &mut st.workers[rank];
+        w.peer.send(&worker_assignment(plan, rank, &addrs, clock));
+        w.assigned = true;
+        w.peer.last_seen = now;
+        let name = w.peer.name.clone();
+        let training = st.workers.iter().filter(|w| !w.peer.gone && !w.left).count();
+        crate::errln!("coordinator: {name} joined the job at step {clock}; {training} workers train");
+        st.joined.push(name);
     }
 }
 
@@ -920,6 +1058,7 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, V
         created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         fields: plan.fields.names.clone(),
         bias_field: plan.fields.bias,
+        pieces_left: st.pool.as_ref().map(Pool::cut),
     };
     if let Err(e) = checkpoint::write_manifest(&dir, &manifest) {
         return abandon_checkpoint(st, plan, e.to_string());
@@ -931,7 +1070,8 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, V
         }
     }
     crate::errln!("coordinator: checkpoint written to {} (step {})", dir.display(), manifest.step);
-    st.cut = Cut { dir: Some(dir.clone()), clocks: manifest.worker_clocks.clone() };
+    st.cut =
+        Cut { dir: Some(dir.clone()), clocks: manifest.worker_clocks.clone(), pieces: manifest.pieces_left.clone() };
     st.ckpt = None;
     Ok(Some((dir, pruned)))
 }
@@ -1007,6 +1147,10 @@ fn finish_report(report: &mut JobReport, st: &State) {
             report.lost_workers.push(l.clone());
         }
     }
+    report.examples += st.departed.examples;
+    report.traffic.merge(&st.departed.stats);
+    report.workers_joined = st.joined.clone();
+    report.workers_left = st.left.clone();
     report.progressive_logloss = loss / n.max(1) as f64;
     report.test = st.evaluated.flatten();
     report.granted_staleness = st.clocks.observed.clone();
@@ -1145,6 +1289,22 @@ fn serve_registered(mut reader: Stream, writer: Arc<Mutex<Stream>>, mut buf: Vec
             st.incarnations += 1;
             let incarnation = st.incarnations;
             let free = |w: &WorkerSlot| w.peer.gone && w.lost.is_none();
+            if shared.plan.job.cluster.elastic && !returning {
+                // A worker joining an elastic job: a new slot when none is free (or the one it
+                // asks for is beyond them; those in between are free for others).
+                let beyond = slot.filter(|&s| s >= st.workers.len());
+                let wanted =
+                    beyond.or_else(|| (slot.is_none() && !st.workers.iter().any(free)).then_some(st.workers.len()));
+                if let Some(rank) = wanted.filter(|&r| r < MAX_WORKERS) {
+                    while st.workers.len() <= rank {
+                        let mut w = WorkerSlot::awaited(st.workers.len());
+                        w.left = true;
+                        st.workers.push(w);
+                        let c = st.clocks.add(0);
+                        st.clocks.lose(c);
+                    }
+                }
+            }
             let rank = match slot.or_else(|| st.workers.iter().position(free)) {
                 Some(rank) if st.workers.get(rank).is_some_and(free) => rank,
                 Some(rank) => {
@@ -1172,6 +1332,8 @@ fn serve_registered(mut reader: Stream, writer: Arc<Mutex<Stream>>, mut buf: Vec
                 lost: None,
                 stalled: None,
                 replacing,
+                asking: false,
+                left: false,
                 progress,
                 last_pass,
             };
@@ -1257,6 +1419,9 @@ fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
                 ToCoordinator::Clock { clock } => {
                     // It went on after a stall (the rewind it waited for came).
                     st.workers[rank].stalled = None;
+                    if let Some(pool) = &mut st.pool {
+                        pool.stepped(rank);
+                    }
                     st.clocks.advance(rank, clock);
                     st.workers[rank].pending = Some(clock);
                     st.release();
@@ -1273,6 +1438,24 @@ fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
                     st.release();
                 }
                 ToCoordinator::Evaluated { test } => st.evaluated = Some(test),
+                ToCoordinator::NextPiece | ToCoordinator::Leave { .. } if st.pool.is_none() => st.fail(format!(
+                    "{} asked for pieces of the input of a job that is not elastic",
+                    st.workers[rank].peer.name
+                )),
+                // During a rollback the worker asks again after its rewind.
+                ToCoordinator::NextPiece if st.recovery.is_some() => {}
+                ToCoordinator::NextPiece => {
+                    if let Some(pool) = &mut st.pool {
+                        pool.finished(rank);
+                    }
+                    st.workers[rank].asking = true;
+                    st.clocks.finish(rank);
+                    st.release();
+                }
+                ToCoordinator::Leave { progress } => {
+                    st.workers[rank].progress = progress;
+                    st.worker_leaves(rank, "left the job");
+                }
                 ToCoordinator::Failed { message } => {
                     let name = st.workers[rank].peer.name.clone();
                     st.fail(format!("{name} failed: {message}"));

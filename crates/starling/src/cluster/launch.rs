@@ -9,7 +9,6 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{ClusterError, TOKEN_ENV};
@@ -21,21 +20,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const GRACE: Duration = Duration::from_secs(10);
 /// How long the others get once a process has failed (the coordinator tells them to stop).
 const FAIL_GRACE: Duration = Duration::from_secs(3);
-
-/// The signal (SIGINT, SIGTERM) that asked the launcher to stop; 0 while none has.
-static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_signal(sig: libc::c_int) {
-    INTERRUPTED.store(sig, Ordering::SeqCst);
-}
-
-/// The stop signal received, if any.
-fn interrupted() -> Option<i32> {
-    match INTERRUPTED.load(Ordering::SeqCst) {
-        0 => None,
-        sig => Some(sig),
-    }
-}
 
 /// What to launch.
 pub struct LaunchOptions {
@@ -93,11 +77,7 @@ impl Proc {
 
 /// Starts the cluster and waits for the job to end; an error names the process that failed.
 pub fn run(opts: &LaunchOptions) -> Result<(), ClusterError> {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    super::catch_stop_signals(&[libc::SIGINT, libc::SIGTERM]);
     let exe = std::env::current_exe().map_err(|e| ClusterError::Io("finding the starling binary".into(), e))?;
     let io = |what: &str, p: &Path| format!("{what} {}", p.display());
     std::fs::create_dir_all(&opts.work_dir).map_err(|e| ClusterError::Io(io("creating", &opts.work_dir), e))?;
@@ -105,7 +85,8 @@ pub fn run(opts: &LaunchOptions) -> Result<(), ClusterError> {
     std::fs::write(&job_file, opts.job.to_toml()).map_err(|e| ClusterError::Io(io("writing", &job_file), e))?;
     let port_file = opts.work_dir.join("coordinator.addr");
     let _ = std::fs::remove_file(&port_file);
-    let token = super::random_token();
+    // A token of the user's ($STARLING_TOKEN) lets them add workers to an elastic job by hand.
+    let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()).unwrap_or_else(super::random_token);
 
     let since_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut starter = Starter {
@@ -303,7 +284,7 @@ fn wait_for_addr(port_file: &Path, procs: &mut [Proc]) -> Result<Started, Cluste
             }
             return Err(ClusterError::Failed(format!("the coordinator {} before listening", describe(status))));
         }
-        if let Some(sig) = interrupted() {
+        if let Some(sig) = super::stop_signal() {
             return Err(ClusterError::Interrupted(sig));
         }
         if Instant::now() > deadline {
@@ -323,7 +304,7 @@ fn supervise(procs: &mut Vec<Proc>, starter: &Starter, policy: &Policy, mut rest
     let mut decided: Option<(Instant, Result<(), String>, u8)> = None;
     loop {
         // Ctrl-C reaches every process of the group: children dying of it are not the failure.
-        if let Some(sig) = interrupted() {
+        if let Some(sig) = super::stop_signal() {
             crate::errln!("launch: interrupted; stopping every process");
             stop_all(procs);
             return Err(ClusterError::Interrupted(sig));
@@ -431,7 +412,7 @@ fn supervise(procs: &mut Vec<Proc>, starter: &Starter, policy: &Policy, mut rest
                 // Let the log threads drain what the children wrote last.
                 std::thread::sleep(Duration::from_millis(100));
                 // A stop signal that came while the children died of it is still the cause.
-                if let (Err(_), Some(sig)) = (outcome, interrupted()) {
+                if let (Err(_), Some(sig)) = (outcome, super::stop_signal()) {
                     return Err(ClusterError::Interrupted(sig));
                 }
                 return outcome.clone().map_err(ClusterError::Failed);

@@ -7,9 +7,12 @@
 pub mod coordinator;
 pub mod launch;
 pub mod link;
+pub mod pieces;
 pub mod plan;
 pub mod server_role;
 pub mod worker_role;
+
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::config::ConfigError;
 use crate::input::InputError;
@@ -52,6 +55,30 @@ pub enum ClusterError {
     /// Local I/O.
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),
+}
+
+/// The stop signal (SIGINT, SIGTERM) this process received; 0 while none has.
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    STOP_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+/// From now on `signals` are noted for [`stop_signal`] instead of ending the process: the
+/// launcher stops its children, an elastic worker leaves its job cleanly.
+pub fn catch_stop_signals(signals: &[libc::c_int]) {
+    for &sig in signals {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+/// The stop signal received since [`catch_stop_signals`], if any.
+pub fn stop_signal() -> Option<i32> {
+    match STOP_SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
 }
 
 /// This process, as it registers with the coordinator.

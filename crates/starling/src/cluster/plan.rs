@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use starling_core::graph::Fields;
+use starling_ps::control::Piece;
 use starling_ps::{checkpoint, Manifest, ShardMap, TableSpec};
 
 use super::ClusterError;
@@ -33,6 +34,9 @@ pub struct Plan {
     pub resume_from: Option<PathBuf>,
     /// Set when this coordinator replaces one that died.
     pub recovering: Option<Recovering>,
+    /// An elastic job's input not yet trained on (all of it for a fresh job); `None` when every
+    /// worker reads its fixed slice.
+    pub pieces_left: Option<Vec<Piece>>,
 }
 
 /// What a coordinator that replaces a dead one is told by its launcher.
@@ -91,6 +95,12 @@ impl Plan {
             }
         }
         let tables = Net::new(&job, &fields)?.tables().to_vec();
+        if job.cluster.elastic && tables.iter().any(|t| t.sync) {
+            let message = "the model's dense layers are synchronous (cluster.dense), and a synchronous round waits for a fixed set of workers: set cluster.dense = \"staleness\"".to_string();
+            return Err(ConfigError::Invalid { field: "cluster.elastic", message }.into());
+        }
+        let pieces_left =
+            job.cluster.elastic.then(|| super::pieces::Pool::new(job.cluster.pieces(), job.train.passes).cut());
         let mut plan = Plan {
             job,
             servers,
@@ -102,6 +112,7 @@ impl Plan {
             start_clocks: vec![0; workers],
             resume_from: None,
             recovering: None,
+            pieces_left,
         };
         plan.find_resume()?;
         Ok(plan)
@@ -118,10 +129,10 @@ impl Plan {
                 crate::errln!("coordinator: passing over checkpoint {} for an older one: {e}", dir.display())
             };
             if let Some((dir, manifest)) = checkpoint::latest(&root, skip)? {
-                if manifest.created_unix >= r.since_unix && manifest.worker_clocks.len() == self.workers {
+                let same_workers = manifest.worker_clocks.len() == self.workers || self.job.cluster.elastic;
+                if manifest.created_unix >= r.since_unix && same_workers {
                     self.check(&dir, &manifest)?;
-                    self.start_clocks = manifest.worker_clocks.clone();
-                    self.resume_from = Some(dir);
+                    self.start_from(dir, &manifest)?;
                 }
             }
         }
@@ -137,7 +148,7 @@ impl Plan {
             };
             if let Some((dir, manifest)) = checkpoint::latest(root, skip)? {
                 self.check(&dir, &manifest)?;
-                if manifest.worker_clocks.len() != self.workers {
+                if manifest.worker_clocks.len() != self.workers && !self.job.cluster.elastic {
                     return Err(ClusterError::Incompatible {
                         path: dir.display().to_string(),
                         message: format!(
@@ -153,8 +164,7 @@ impl Plan {
                     manifest.step,
                     manifest.servers
                 );
-                self.start_clocks = manifest.worker_clocks.clone();
-                self.resume_from = Some(dir);
+                self.start_from(dir, &manifest)?;
                 return Ok(());
             }
         }
@@ -163,6 +173,26 @@ impl Plan {
             self.check(&init, &manifest)?;
             self.resume_from = Some(init);
         }
+        Ok(())
+    }
+
+    /// Goes on from the checkpoint in `dir`: its rows, and its workers' positions in the input.
+    fn start_from(&mut self, dir: PathBuf, m: &Manifest) -> Result<(), ClusterError> {
+        let incompatible = |message: &str| ClusterError::Incompatible {
+            path: dir.display().to_string(),
+            message: message.to_string(),
+        };
+        match (&m.pieces_left, self.job.cluster.elastic) {
+            (Some(left), true) => {
+                // Workers may have joined or left since: every one starts level with the furthest.
+                self.start_clocks = vec![m.step; self.workers];
+                self.pieces_left = Some(left.clone());
+            }
+            (None, false) => self.start_clocks = m.worker_clocks.clone(),
+            (None, true) => return Err(incompatible("it was written by a job whose workers read fixed slices of the input; resume it with cluster.elastic = false, or start with train.init_model to keep only its weights")),
+            (Some(_), false) => return Err(incompatible("it was written by an elastic job (cluster.elastic); resume it with cluster.elastic = true, or start with train.init_model to keep only its weights")),
+        }
+        self.resume_from = Some(dir);
         Ok(())
     }
 

@@ -195,8 +195,9 @@ impl RemoteClient {
                 self.reconnect()?;
             }
             match self.next() {
-                // A go-ahead sent before the loss, or the end of a pass this worker now redoes.
-                Ok(FromCoordinator::Go { .. } | FromCoordinator::AllDone { .. }) => {}
+                // A go-ahead or a piece sent before the loss, or the end of a pass this worker
+                // now redoes.
+                Ok(FromCoordinator::Go { .. } | FromCoordinator::AllDone { .. } | FromCoordinator::Piece { .. }) => {}
                 Ok(FromCoordinator::Shutdown) => {
                     return Err(ClusterError::Failed("the job ended while this worker waited to rewind".into()))
                 }
@@ -298,6 +299,10 @@ pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Resul
     };
     super::write_rank_file(opts.rank_file.as_deref(), rank)?;
     let mut job = JobConfig::from_toml(&job, "the job from the coordinator")?;
+    if job.cluster.elastic && own.is_none() {
+        // SIGTERM (a pod deleted, a scale-down) ends the step in progress, then leaves the job.
+        super::catch_stop_signals(&[libc::SIGTERM]);
+    }
     // Heartbeats from now on: opening the input and building its cache must not look like silence.
     let live = Arc::new(Mutex::new(ClientStats::default()));
     let progress = Arc::new(Progress::new(format!("worker {rank}"), true));
@@ -316,9 +321,11 @@ pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Resul
     }
     let setup = (|| -> Result<_, ClusterError> {
         let train = job.data.train.clone();
+        // An elastic job's input is cut into its pieces, which any worker may read.
+        let slices = if job.cluster.elastic { job.cluster.pieces() } else { world };
         let mut inputs = match own {
             Some(batches) => Inputs::from_batches(&mut job, batches, true)?.whole_slice_of(rank, world),
-            None => Inputs::open(&mut job, &train, world)?,
+            None => Inputs::open(&mut job, &train, slices)?,
         };
         if let (Some(dir), false) = (job.data.cache_dir.clone(), train.is_empty()) {
             // Each worker caches its own slice: later passes and a resumed job read it back.
@@ -378,7 +385,11 @@ pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Resul
         let e = match failed.take() {
             Some(e) => e,
             None => match train(&job, net.step(), &inputs, rank, world, from, &mut client, &progress) {
-                Ok(()) => break Ok(()),
+                Ok(Trained::Ended) => break Ok(()),
+                Ok(Trained::Left) => {
+                    crate::errln!("worker {rank}: left the job (SIGTERM); the rest of its piece goes to the others");
+                    break Ok(());
+                }
                 Err(e) => e,
             },
         };
@@ -395,8 +406,17 @@ pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Resul
     result
 }
 
-/// Trains from step `start_clock` to the end of the job: the passes, the holdout if this worker
-/// scores it, and the coordinator's shutdown (until which a rollback can still send it back).
+/// How a worker's training ended.
+enum Trained {
+    /// The job is over.
+    Ended,
+    /// An elastic job's worker left it (SIGTERM).
+    Left,
+}
+
+/// Trains from step `start_clock` to the end of the job: the passes (an elastic job's pieces),
+/// the holdout if this worker scores it, and the coordinator's shutdown (until which a rollback
+/// can still send it back).
 #[allow(clippy::too_many_arguments)]
 fn train(
     job: &JobConfig,
@@ -407,23 +427,56 @@ fn train(
     start_clock: u64,
     client: &mut RemoteClient,
     progress: &Progress,
-) -> Result<(), ClusterError> {
+) -> Result<Trained, ClusterError> {
     let batch_size = job.batch_size(true, world);
     let prefetch = job.cluster.prefetching();
-    let worker = Worker { job, model, inputs, rank, world, batch_size, prefetch, pause: None };
-    let mut pos = Position { step: 0, skip: start_clock };
     let mut bufs = StepBuffers::default();
     let mut last_pass = (0, 0.0);
-    for pass in 1..=job.train.passes {
-        let m = worker.pass(pass, client, &mut pos, &mut bufs, progress)?;
-        last_pass = (m.count(), m.loss_sum());
+    if job.cluster.elastic {
+        let leaving = |_: u64| super::stop_signal().is_none();
+        loop {
+            client.tell(&ToCoordinator::NextPiece)?;
+            let piece = match client.next()? {
+                FromCoordinator::Piece { piece, clock } => {
+                    client.clock = clock;
+                    piece
+                }
+                other => {
+                    return Err(ClusterError::Failed(format!("expected a piece of the input, got a {}", other.name())))
+                }
+            };
+            let Some(piece) = piece else { break };
+            // The piece is read as slice `index` of `of`, the same batches whoever reads it.
+            let (rank, world, workers) = (piece.index, piece.of, world);
+            let pause = Some(&leaving as &(dyn Fn(u64) -> bool + Sync));
+            let worker = Worker { job, model, inputs, rank, world, workers, batch_size, prefetch, pause };
+            let mut pos = Position { step: 0, skip: piece.skip };
+            let m = worker.pass(piece.pass, client, &mut pos, &mut bufs, progress)?;
+            if super::stop_signal().is_some() {
+                let (examples, loss_sum) = progress.totals();
+                let progress = WorkerProgress { examples, loss_sum, stats: client.stats.clone() };
+                client.tell(&ToCoordinator::Leave { progress })?;
+                return Ok(Trained::Left);
+            }
+            if piece.pass == job.train.passes {
+                last_pass = (last_pass.0 + m.count(), last_pass.1 + m.loss_sum());
+            }
+        }
+    } else {
+        let worker = Worker { job, model, inputs, rank, world, workers: world, batch_size, prefetch, pause: None };
+        let mut pos = Position { step: 0, skip: start_clock };
+        for pass in 1..=job.train.passes {
+            let m = worker.pass(pass, client, &mut pos, &mut bufs, progress)?;
+            last_pass = (m.count(), m.loss_sum());
+        }
+        client.clock = pos.step;
     }
     if let Some(r) = inputs.bad_lines_report() {
         crate::errln!("worker {rank}: {r}");
     }
     let (examples, loss_sum) = progress.totals();
     let done = WorkerProgress { examples, loss_sum, stats: client.stats.clone() };
-    client.tell(&ToCoordinator::Done { clock: pos.step, progress: done, last_pass })?;
+    client.tell(&ToCoordinator::Done { clock: client.clock, progress: done, last_pass })?;
     loop {
         match client.next()? {
             FromCoordinator::AllDone { evaluate: true } if !job.data.test.is_empty() => {
@@ -436,7 +489,7 @@ fn train(
                 client.tell(&ToCoordinator::Evaluated { test: Some(metrics) })?;
             }
             FromCoordinator::AllDone { .. } => {}
-            FromCoordinator::Shutdown => return Ok(()),
+            FromCoordinator::Shutdown => return Ok(Trained::Ended),
             other => return Err(ClusterError::Failed(format!("expected the end of training, got a {}", other.name()))),
         }
     }

@@ -392,6 +392,13 @@ pub struct ClusterConfig {
     /// one. A prefetched read is one step older, so SSP then gates clocks one step tighter and
     /// reads stay within `staleness`; BSP never prefetches.
     pub prefetch: bool,
+    /// Elastic workers (SSP and ASP only): the training input is cut into `input_pieces` that
+    /// the coordinator hands to whichever worker asks next, so workers may join the running job
+    /// (a `starling worker` started at any time takes input not yet read) and leave it (SIGTERM:
+    /// the rest of its piece goes to the others; a lost worker's too, from its last step).
+    pub elastic: bool,
+    /// Pieces an elastic job's input is cut into; 0: 8 per worker `cluster.workers` names.
+    pub input_pieces: usize,
 }
 
 impl Default for ClusterConfig {
@@ -412,6 +419,8 @@ impl Default for ClusterConfig {
             tls_key: None,
             tls_ca: None,
             prefetch: true,
+            elastic: false,
+            input_pieces: 0,
         }
     }
 }
@@ -442,6 +451,15 @@ impl ClusterConfig {
             DenseRule::Auto => self.bsp(),
             DenseRule::Staleness => false,
             DenseRule::Sync => true,
+        }
+    }
+
+    /// Pieces an elastic job's input is cut into, with the default filled in.
+    pub fn pieces(&self) -> usize {
+        if self.input_pieces > 0 {
+            self.input_pieces
+        } else {
+            8 * self.workers
         }
     }
 
@@ -664,6 +682,23 @@ impl JobConfig {
         }
         if self.cluster.server_threads == 0 {
             return bad("cluster.server_threads", "must be at least 1");
+        }
+        if self.cluster.elastic {
+            if self.cluster.bsp() {
+                return bad(
+                    "cluster.elastic",
+                    "needs SSP or ASP (cluster.staleness > 0 or \"inf\"): under BSP every step waits for a fixed set of workers",
+                );
+            }
+            if self.data.cache_dir.is_some() {
+                return bad(
+                    "cluster.elastic",
+                    "reads its pieces from the input itself; unset data.cache_dir (a cache holds one worker's fixed slice)",
+                );
+            }
+        }
+        if self.cluster.input_pieces > 1 << 20 {
+            return bad("cluster.input_pieces", "must be at most 1048576");
         }
         if !(self.train.lr_decay_on_plateau.is_finite() && self.train.lr_decay_on_plateau >= 1.0) {
             return bad("train.lr_decay_on_plateau", "must be a factor of at least 1 (1: never decay)");
