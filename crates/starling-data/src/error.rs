@@ -151,3 +151,9 @@ impl DataError {
         DataError::Io { path: path.into(), source }
     }
 }
+
+impl From<starling_fs::remote::RemoteError> for DataError {
+    fn from(e: starling_fs::remote::RemoteError) -> Self {
+        DataError::Remote { url: e.url, message: e.message }
+    }
+}

@@ -176,11 +176,7 @@ pub fn is_data_file_name(name: &str) -> bool {
 }
 
 /// Whether `p` is a URL with a scheme (`s3://bucket/key`) rather than a local path.
-pub fn is_url(p: &Path) -> bool {
-    p.to_str().and_then(|s| s.split_once("://")).is_some_and(|(scheme, _)| {
-        !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
-    })
-}
+pub use starling_fs::remote::is_url_path as is_url;
 
 /// The local copies of the data files at URL `p` (see [`crate::remote`]).
 #[cfg(feature = "object-store")]

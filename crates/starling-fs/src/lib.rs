@@ -4,6 +4,9 @@
 //! A file is written under a hidden temporary name in its final directory, flushed, fsynced,
 //! renamed, and the directory fsynced, so a crash or a full disk leaves either the whole file or
 //! nothing under the final name, never a prefix that a later reader could mistake for the file.
+//! [`remote`] reaches files at object store URLs.
+
+pub mod remote;
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -175,6 +178,13 @@ pub fn write_atomic_io(
 /// Checks, before the work that produces it, that a file can be written at `path`: creates its
 /// directory and a temporary file there, which is removed again. A directory at `path` is refused.
 pub fn check_writable(path: &Path) -> io::Result<()> {
+    if remote::is_url_path(path) {
+        // Only checkpoints go to object stores; this file would land in a local `s3:` directory.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a URL: this file is written to a local path (checkpoints of cluster jobs may go to object store URLs)",
+        ));
+    }
     if path.is_dir() {
         return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory, not a file"));
     }

@@ -146,10 +146,16 @@ pub fn check_writable(path: &Path) -> Result<(), ModelFileError> {
     starling_fs::check_writable(path).map_err(|source| ModelFileError::Io { path: path.to_path_buf(), source })
 }
 
+/// Whether `path` names a directory: a local one, or an object store URL, where only
+/// checkpoints are written.
+fn is_dir(path: &Path) -> bool {
+    path.is_dir() || starling_fs::remote::is_url_path(path)
+}
+
 /// The model a path names: a model file, a checkpoint directory, or a directory of checkpoints
 /// (`checkpoint.dir`), which means its newest complete checkpoint.
 pub fn resolve(path: &Path) -> Result<PathBuf, ModelFileError> {
-    if !path.is_dir() {
+    if !is_dir(path) {
         return Ok(path.to_path_buf());
     }
     let invalid = |message: String| ModelFileError::Invalid { path: path.to_path_buf(), message };
@@ -167,7 +173,7 @@ pub fn resolve(path: &Path) -> Result<PathBuf, ModelFileError> {
 /// Loads a model saved by [`save`], refusing damaged, truncated or foreign files; a directory is
 /// read as [`resolve`] says.
 pub fn load(path: &Path) -> Result<Model, ModelFileError> {
-    if path.is_dir() {
+    if is_dir(path) {
         return load_checkpoint(&resolve(path)?);
     }
     let io = |source| ModelFileError::Io { path: path.to_path_buf(), source };

@@ -129,3 +129,94 @@ fn an_unreachable_hdfs_name_node_is_a_clear_error_not_a_hang() {
     assert!(!o.status.success() && err.contains(&url), "{err}");
     assert!(start.elapsed() < Duration::from_secs(30), "took {:?}", start.elapsed());
 }
+
+/// Runs `code` (Python, with an S3 client `c`) against `s3`; returns what it prints.
+fn boto(s3: &S3, code: &str) -> String {
+    let code = format!(
+        "import boto3\nc = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='k', aws_secret_access_key='s')\n{code}",
+        s3.endpoint
+    );
+    let o = Command::new(python()).args(["-c", &code]).output().unwrap();
+    assert!(o.status.success(), "boto3 failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `starling eval` of `model` on the generated holdout: its metrics line.
+fn eval_line(s3: &S3, staging: &Path, model: &str) -> String {
+    let test = common::gen_data().join("test.libsvm");
+    let o = starling(s3, staging, &["eval", "--model", model, "--data", test.to_str().unwrap()]);
+    assert!(o.status.success(), "eval {model}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).lines().find(|l| l.contains("logloss")).unwrap_or_default().to_string()
+}
+
+#[test]
+fn checkpoints_at_an_s3_url_recover_a_killed_server_and_load_as_models() {
+    let d = tempfile::tempdir().unwrap();
+    let data = common::gen_data();
+    let job = d.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[data]\ntrain = [{:?}]\n[features]\nhash_bits = 18\n[optimizer]\nname = \"adagrad\"\n[train]\nbatch_size = 10\npasses = 3\n[cluster]\nheartbeat_secs = 0.2\nheartbeat_timeout_secs = 1.5\n[checkpoint]\nevery_steps = 400\nkeep = 2\n",
+            data.join("train.libsvm")
+        ),
+    )
+    .unwrap();
+    let s3 = start_s3();
+    boto(&s3, "c.create_bucket(Bucket='ckpt')");
+    let staging = d.path().join("staging");
+    let (j, local) = (job.to_str().unwrap(), d.path().join("local.model"));
+    let two_by_two = ["launch", "--servers", "2", "--workers", "2", "-c", j];
+    // The fault-free model, saved locally.
+    let o = starling(&s3, &staging, &[&two_by_two[..], &["--save", local.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The same job checkpointing to S3; a server is killed once a checkpoint is there.
+    let mut child = Command::new(BIN)
+        .args([&two_by_two[..], &["--checkpoint-dir", "s3://ckpt/run", "--save", "s3://ckpt/model"]].concat())
+        .env("AWS_ENDPOINT", &s3.endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "s")
+        .env("AWS_REGION", "us-east-1")
+        .env("STARLING_STAGING", &staging)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let listed = "r = c.list_objects_v2(Bucket='ckpt', Prefix='run/')\nprint(sum(o['Key'].endswith('manifest.toml') for o in r.get('Contents', [])))";
+    let start = Instant::now();
+    while boto(&s3, listed).trim() == "0" {
+        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint reached S3");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let server = common::children(child.id(), "server")[0];
+    // SAFETY: plain kill(2) of a process this test started.
+    unsafe { libc::kill(server, libc::SIGKILL) };
+    let out = std::mem::take(&mut child.stderr).unwrap();
+    let said = std::io::read_to_string(out).unwrap();
+    assert!(child.wait().unwrap().success(), "{said}");
+    assert!(said.contains("rolling every table back to s3://ckpt/run/step-"), "{said}");
+    assert!(said.contains("checkpoint written to s3://ckpt/model"), "{said}");
+    // Under BSP the recovered model is the fault-free one, read back from S3 either way.
+    let want = eval_line(&s3, &staging, local.to_str().unwrap());
+    assert!(want.contains("logloss"), "{want}");
+    assert_eq!(eval_line(&s3, &staging, "s3://ckpt/model"), want);
+    assert_eq!(eval_line(&s3, &staging, "s3://ckpt/run"), want);
+    // `keep = 2`: older checkpoints were deleted from the bucket.
+    let steps = "r = c.list_objects_v2(Bucket='ckpt', Prefix='run/')\nprint(sorted({o['Key'].split('/')[1] for o in r['Contents']}))";
+    let steps = boto(&s3, steps);
+    assert_eq!(steps.matches("step-").count(), 2, "{steps}");
+    // A flipped byte in the newest checkpoint's shard: the one before is used, the object named.
+    let flip = "r = c.list_objects_v2(Bucket='ckpt', Prefix='run/')\nk = sorted(o['Key'] for o in r['Contents'] if o['Key'].endswith('server-0000.shard'))[-1]\nb = bytearray(c.get_object(Bucket='ckpt', Key=k)['Body'].read())\nb[len(b) // 2] ^= 1\nc.put_object(Bucket='ckpt', Key=k, Body=bytes(b))\nprint(k)";
+    let key = boto(&s3, flip);
+    let test = data.join("test.libsvm");
+    let o = starling(&s3, &staging, &["eval", "--model", "s3://ckpt/run", "--data", test.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let named = format!("checkpoint s3://ckpt/{}: checksum mismatch", key.trim());
+    assert!(err.contains("passing over checkpoint s3://ckpt/run/step-") && err.contains(&named), "{err}");
+    // No scratch copies are left behind.
+    let scratch = staging.join("checkpoints");
+    let left: Vec<_> = std::fs::read_dir(&scratch).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}

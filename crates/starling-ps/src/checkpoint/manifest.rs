@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::place::Place;
 use super::shard_file::ShardFileInfo;
 use super::{invalid, write_atomic};
 use crate::error::PsError;
@@ -112,12 +113,20 @@ pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), PsError> {
     manifest.validate(dir)?;
     let path = dir.join(MANIFEST_FILE);
     let text = toml::to_string(manifest).map_err(|e| invalid(&path, format!("cannot be written as TOML: {e}")))?;
-    write_atomic(dir, MANIFEST_FILE, &mut |w| w.write_all(text.as_bytes()))?;
-    Ok(())
+    let place = Place::of(dir)?;
+    write_atomic(place.dir(), MANIFEST_FILE, &mut |w| w.write_all(text.as_bytes())).map_err(|e| place.named(e))?;
+    place.publish(MANIFEST_FILE)
 }
 
 /// Reads and validates `dir/manifest.toml`; a directory without one is not a checkpoint.
 pub fn read_manifest(dir: &Path) -> Result<Manifest, PsError> {
+    let place = Place::of(dir)?;
+    place.fetch([MANIFEST_FILE])?;
+    read_local(place.dir()).map_err(|e| place.named(e))
+}
+
+/// [`read_manifest`] from a local directory.
+pub(super) fn read_local(dir: &Path) -> Result<Manifest, PsError> {
     let path = dir.join(MANIFEST_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,

@@ -11,9 +11,13 @@
 //! lands, at the cost of reading the data twice (sequentially; the second read usually comes from
 //! the page cache). Loading into a different number of servers works because rows are grouped by
 //! virtual shard and each server keeps only the virtual shards it owns.
+//!
+//! A checkpoint directory may also be an object store URL (`s3://bucket/ck`): files are written
+//! and checked locally as ever, then uploaded, the manifest last; see [`place`].
 
 pub mod durable;
 mod manifest;
+mod place;
 mod shard_file;
 #[cfg(test)]
 mod tests;
@@ -25,7 +29,9 @@ use durable::sync_dir;
 #[cfg(test)]
 use durable::temp_name;
 pub use manifest::{read_manifest, write_manifest, Manifest, MANIFEST_FILE, MANIFEST_VERSION};
+use place::{open_dir, Place};
 pub use shard_file::{shard_file_name, write_shard_file, ShardFileInfo, SHARD_FORMAT_VERSION};
+use starling_fs::remote::is_url_path;
 
 use crate::error::PsError;
 use crate::server::Server;
@@ -87,6 +93,20 @@ fn check_tables(dir: &Path, manifest: &Manifest, job: &[TableSpec]) -> Result<()
 pub fn load_into(dir: &Path, manifest: &Manifest, server: &Server) -> Result<u64, PsError> {
     let specs: Vec<TableSpec> = server.tables().iter().map(|s| s.spec().clone()).collect();
     check_tables(dir, manifest, &specs)?;
+    let place = fetched(dir, manifest)?;
+    load_local(place.dir(), manifest, server).map_err(|e| place.named(e))
+}
+
+/// The checkpoint in `dir` with every file of `manifest` on this host (downloaded when `dir` is
+/// a URL).
+fn fetched(dir: &Path, manifest: &Manifest) -> Result<Place, PsError> {
+    let place = Place::of(dir)?;
+    place.fetch(manifest.files.iter().map(|f| f.file.as_str()))?;
+    Ok(place)
+}
+
+/// [`load_into`] from a local directory.
+fn load_local(dir: &Path, manifest: &Manifest, server: &Server) -> Result<u64, PsError> {
     verify_all(dir, manifest)?;
     let mut loaded = 0u64;
     let stores = server.tables();
@@ -110,11 +130,81 @@ pub fn load_into(dir: &Path, manifest: &Manifest, server: &Server) -> Result<u64
 /// Calls `f(table, key, row)` on every row of every shard file of the checkpoint in `dir`, once
 /// each, after verifying all of them; for loading a checkpoint into one in-memory table.
 pub fn load_rows(dir: &Path, manifest: &Manifest, f: &mut dyn FnMut(u32, u64, &[f32])) -> Result<(), PsError> {
-    verify_all(dir, manifest)?;
-    for info in &manifest.files {
-        shard_file::read_shard_file(dir, info, &manifest.tables, Some(&mut |t, _, key, row| f(t, key, row)))?;
+    let place = fetched(dir, manifest)?;
+    let local = place.dir();
+    let mut read = || -> Result<(), PsError> {
+        verify_all(local, manifest)?;
+        for info in &manifest.files {
+            shard_file::read_shard_file(local, info, &manifest.tables, Some(&mut |t, _, key, row| f(t, key, row)))?;
+        }
+        Ok(())
+    };
+    read().map_err(|e| place.named(e))
+}
+
+/// The manifest of the checkpoint in `dir`, once every shard file it lists has its recorded
+/// size and checksum.
+fn read_verified(dir: &Path) -> Result<Manifest, PsError> {
+    let manifest = read_manifest(dir)?;
+    let place = fetched(dir, &manifest)?;
+    verify_all(place.dir(), &manifest).map_err(|e| place.named(e))?;
+    Ok(manifest)
+}
+
+/// Whether `dir` holds a manifest: is a complete checkpoint (or a damaged one, which reading
+/// tells).
+pub fn is_complete(dir: &Path) -> Result<bool, PsError> {
+    if is_url_path(dir) {
+        let store = open_dir(dir)?;
+        return store
+            .exists(MANIFEST_FILE)
+            .map_err(|e| PsError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() });
+    }
+    Ok(dir.join(MANIFEST_FILE).exists())
+}
+
+/// Creates the checkpoint directory `dir` and makes its entry durable, so the manifest later
+/// written into it cannot outlive a crash while the directory does not. At a URL there is
+/// nothing to create: objects need no directory.
+pub fn create_dir(dir: &Path) -> Result<(), PsError> {
+    if is_url_path(dir) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| PsError::io(format!("creating {}", dir.display()), e))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent).map_err(|e| PsError::io(format!("syncing {}", parent.display()), e))?;
     }
     Ok(())
+}
+
+/// Deletes the checkpoint in `dir`: its manifest first, so that a crash midway leaves an
+/// incomplete directory, never a manifest that lists deleted files.
+fn remove(dir: &Path) -> Result<(), PsError> {
+    if is_url_path(dir) {
+        let store = open_dir(dir)?;
+        let failed = |e: starling_fs::remote::RemoteError| PsError::Checkpoint {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        };
+        store.remove(MANIFEST_FILE).map_err(failed)?;
+        return store.remove_all().map_err(failed);
+    }
+    let manifest = dir.join(MANIFEST_FILE);
+    match std::fs::remove_file(&manifest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(PsError::io(format!("removing {}", manifest.display()), e)),
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| PsError::io(format!("removing {}", dir.display()), e))
+}
+
+/// Deletes `dir` when it holds no manifest (a checkpoint given up on, never read): gives its
+/// space back. A complete checkpoint is never touched.
+pub fn remove_unfinished(dir: &Path) -> Result<(), PsError> {
+    if is_complete(dir)? {
+        return Ok(());
+    }
+    remove(dir)
 }
 
 /// Directory of the checkpoint taken at `step` under `root`.
@@ -126,28 +216,41 @@ pub fn step_dir(root: &Path, step: u64) -> PathBuf {
 /// the manifest later written into it cannot outlive a crash while the directory does not.
 pub fn create_step_dir(root: &Path, step: u64) -> Result<PathBuf, PsError> {
     let dir = step_dir(root, step);
-    std::fs::create_dir_all(&dir).map_err(|e| PsError::io(format!("creating {}", dir.display()), e))?;
-    sync_dir(root).map_err(|e| PsError::io(format!("syncing {}", root.display()), e))?;
+    create_dir(&dir)?;
     Ok(dir)
 }
 
-/// The `step-N` subdirectories of `root`, by increasing step; other entries are not ours.
+/// The step of a `step-N` directory name; other names are not ours.
+fn step_of(name: &str) -> Option<u64> {
+    let step = name.strip_prefix("step-")?;
+    if step.is_empty() || !step.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    step.parse().ok()
+}
+
+/// The `step-N` subdirectories of `root` (local or at a URL), by increasing step.
 fn step_dirs(root: &Path) -> Result<Vec<(u64, PathBuf)>, PsError> {
+    let mut dirs = Vec::new();
+    if is_url_path(root) {
+        let names = open_dir(root)?
+            .subdirs()
+            .map_err(|e| PsError::Checkpoint { path: root.to_path_buf(), message: e.to_string() })?;
+        dirs.extend(names.iter().filter_map(|n| Some((step_of(n)?, root.join(n)))));
+        dirs.sort();
+        return Ok(dirs);
+    }
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(PsError::io(format!("listing {}", root.display()), e)),
     };
-    let mut dirs = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| PsError::io(format!("listing {}", root.display()), e))?;
-        let name = entry.file_name();
-        let Some(step) = name.to_str().and_then(|n| n.strip_prefix("step-")) else { continue };
-        if step.is_empty() || !step.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
+        let Some(step) = entry.file_name().to_str().and_then(step_of) else { continue };
+        if entry.path().is_dir() {
+            dirs.push((step, entry.path()));
         }
-        let (Ok(step), true) = (step.parse::<u64>(), entry.path().is_dir()) else { continue };
-        dirs.push((step, entry.path()));
     }
     dirs.sort();
     Ok(dirs)
@@ -160,15 +263,15 @@ fn step_dirs(root: &Path) -> Result<Vec<(u64, PathBuf)>, PsError> {
 /// file is passed over too, and `skipped` is told which and why, so the caller can say that an
 /// older checkpoint is used instead.
 pub fn latest(root: &Path, skipped: &mut dyn FnMut(&Path, &PsError)) -> Result<Option<(PathBuf, Manifest)>, PsError> {
-    if root.join(MANIFEST_FILE).exists() {
+    if is_complete(root)? {
         // Pointed straight at a checkpoint: a bad manifest there is an error, not something to skip.
         return read_manifest(root).map(|m| Some((root.to_path_buf(), m)));
     }
     for (_, dir) in step_dirs(root)?.into_iter().rev() {
-        if !dir.join(MANIFEST_FILE).exists() {
+        if !is_complete(&dir)? {
             continue;
         }
-        match read_manifest(&dir).and_then(|m| verify_all(&dir, &m).map(|()| m)) {
+        match read_verified(&dir) {
             Ok(m) => return Ok(Some((dir, m))),
             Err(e) => skipped(&dir, &e),
         }
@@ -193,14 +296,7 @@ pub fn prune(root: &Path, keep: usize) -> Result<Vec<PathBuf>, PsError> {
             i < newest
         };
         if remove {
-            // Manifest first: a crash midway leaves an incomplete directory, never a manifest
-            // that lists deleted files.
-            let manifest = dir.join(MANIFEST_FILE);
-            if complete[i] {
-                std::fs::remove_file(&manifest)
-                    .map_err(|e| PsError::io(format!("removing {}", manifest.display()), e))?;
-            }
-            std::fs::remove_dir_all(dir).map_err(|e| PsError::io(format!("removing {}", dir.display()), e))?;
+            self::remove(dir)?;
             removed.push(dir.clone());
         }
     }

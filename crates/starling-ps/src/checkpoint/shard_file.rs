@@ -18,6 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::durable::Crc;
+use super::place::Place;
 use super::{invalid, write_atomic};
 use crate::error::PsError;
 use crate::server::Server;
@@ -69,6 +70,14 @@ fn put_floats(buf: &mut Vec<u8>, row: &[f32]) {
 /// shards, so the row count written before them is exact even if pushes continue, and memory
 /// stays at one virtual shard (about 1/1024 of a table), never the whole file.
 pub fn write_shard_file(dir: &Path, server: &Server) -> Result<ShardFileInfo, PsError> {
+    let place = Place::of(dir)?;
+    let info = write_in(place.dir(), server).map_err(|e| place.named(e))?;
+    place.publish(&info.file)?;
+    Ok(info)
+}
+
+/// [`write_shard_file`] into a local directory.
+fn write_in(dir: &Path, server: &Server) -> Result<ShardFileInfo, PsError> {
     let file = shard_file_name(server.id());
     let path = dir.join(&file);
     let tables = server.tables();

@@ -915,7 +915,7 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
                 // or a coordinator's restart) is not written over: it may be the cut itself.
                 let root = plan.job.checkpoint.dir.as_ref();
                 let complete =
-                    |d: &PathBuf| root.is_some_and(|r| d.starts_with(r)) && d.join(checkpoint::MANIFEST_FILE).exists();
+                    |d: &PathBuf| root.is_some_and(|r| d.starts_with(r)) && checkpoint::is_complete(d).unwrap_or(false);
                 let written = |d: &PathBuf| report.checkpoints.contains(&d.display().to_string()) || complete(d);
                 if let Some(dir) = finals.into_iter().find(|d| !finals_tried.contains(d) && !written(d)) {
                     finals_tried.push(dir.clone());
@@ -1023,12 +1023,7 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, V
         if let (false, Some(root)) = (ck.final_one, &plan.job.checkpoint.dir) {
             ck.dir = checkpoint::step_dir(root, cut);
         }
-        std::fs::create_dir_all(&ck.dir)
-            .map_err(|e| ClusterError::Io(format!("creating checkpoint directory {}", ck.dir.display()), e))?;
-        if let Some(parent) = ck.dir.parent() {
-            // The new directory's entry must be durable before a manifest inside it can be.
-            let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
-        }
+        checkpoint::create_dir(&ck.dir)?;
         ck.requested = true;
         let dir = ck.dir.display().to_string();
         for s in st.servers.iter_mut() {
@@ -1081,8 +1076,10 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, V
 /// it may be the very cut a rollback goes back to).
 fn remove_incomplete(dir: &Path, plan: &Plan) {
     let under_root = plan.job.checkpoint.dir.as_ref().is_some_and(|root| dir.starts_with(root));
-    if under_root && !dir.join(checkpoint::MANIFEST_FILE).exists() {
-        let _ = std::fs::remove_dir_all(dir);
+    if under_root {
+        if let Err(e) = checkpoint::remove_unfinished(dir) {
+            crate::errln!("coordinator: cannot remove the unfinished checkpoint {}: {e}", dir.display());
+        }
     }
 }
 

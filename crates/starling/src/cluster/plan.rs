@@ -101,6 +101,13 @@ impl Plan {
         }
         let pieces_left =
             job.cluster.elastic.then(|| super::pieces::Pool::new(job.cluster.pieces(), job.train.passes).cut());
+        // A checkpoint store that cannot be reached (or is not built in) fails now, not at the
+        // first checkpoint.
+        for dir in [&job.checkpoint.dir, &job.train.save].into_iter().flatten() {
+            if starling_fs::remote::is_url_path(dir) {
+                checkpoint::is_complete(dir)?;
+            }
+        }
         let mut plan = Plan {
             job,
             servers,

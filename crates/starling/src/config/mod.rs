@@ -489,7 +489,9 @@ impl ClusterConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckpointConfig {
-    /// Directory of checkpoints (`step-NNNNNNNNNN` subdirectories); none: no periodic checkpoints.
+    /// Directory of checkpoints (`step-NNNNNNNNNN` subdirectories), a local path or, with the
+    /// `object-store` build feature, an object store URL (`s3://bucket/ck`, `gs://`, `az://`,
+    /// `hdfs://`); none: no periodic checkpoints.
     pub dir: Option<PathBuf>,
     /// Checkpoint every this many steps of the slowest worker (0: off).
     pub every_steps: u64,
