@@ -108,6 +108,8 @@ pub enum ToCoordinator {
     Leave {
         /// Its final progress.
         progress: WorkerProgress,
+        /// It finished the piece it held: nothing of it goes back.
+        finished: bool,
     },
 }
 
@@ -289,6 +291,9 @@ pub enum FromCoordinator {
         /// The worker's clock from now on (never behind the slowest active worker).
         clock: u64,
     },
+    /// An elastic job's worker waiting for a piece (or for the end) is still waited for: a
+    /// chance to notice that it was asked to leave.
+    StillWaiting,
     /// The job is over: exit cleanly.
     Shutdown,
     /// The job failed: exit with this reason.
@@ -311,6 +316,7 @@ impl FromCoordinator {
             FromCoordinator::Rewind { .. } => "rewind",
             FromCoordinator::WriteCheckpoint { .. } => "checkpoint request",
             FromCoordinator::Piece { .. } => "piece of the input",
+            FromCoordinator::StillWaiting => "still-waiting notice",
             FromCoordinator::Shutdown => "shutdown",
             FromCoordinator::Abort { .. } => "abort",
         }

@@ -674,6 +674,10 @@ fn an_elastic_job_rolls_its_pieces_back_with_the_tables_when_a_server_dies() {
     let more =
         ["--checkpoint-dir", ck.to_str().unwrap(), "--checkpoint-every-steps", "500", "--report", r.to_str().unwrap()];
     let mut job = Live::start(&two_by_two(j.to_str().unwrap(), &more));
+    // A worker leaves first: the rollback must not wait for it.
+    job.wait_until("training", |l| l.said().contains("training (ASP"));
+    job.signal("worker", libc::SIGTERM);
+    job.wait_until("the worker to leave", |l| l.said().contains("left the job"));
     job.wait_until("a checkpoint", |_| has_checkpoint(&ck));
     job.signal("server", libc::SIGKILL);
     let (ok, _, said) = job.finish();

@@ -31,6 +31,8 @@ const MAX_WORKERS: usize = 4096;
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the coordinator waits for a lost process's replacement to register.
 pub const REPLACE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often an elastic job's waiting workers hear that they are still waited for.
+const PING_EVERY: Duration = Duration::from_secs(1);
 /// Progress lines are logged this often.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -183,6 +185,9 @@ struct Ckpt {
 struct Cut {
     dir: Option<PathBuf>,
     clocks: Vec<u64>,
+    /// Steps of the slowest worker there (of those training: not an elastic job's idle or
+    /// departed ones).
+    steps_done: u64,
     /// An elastic job's input not yet trained on there.
     pieces: Option<Vec<Piece>>,
 }
@@ -197,20 +202,15 @@ impl Cut {
         self.dir.as_ref().map(|d| d.display().to_string())
     }
 
-    /// Steps of the slowest worker at the cut.
-    fn steps_done(&self) -> u64 {
-        self.clocks.iter().copied().min().unwrap_or(0)
-    }
-
     /// Worker `rank`'s clock at the cut; one that joined an elastic job since starts level with
     /// the slowest.
     fn clock_of(&self, rank: usize) -> u64 {
-        self.clocks.get(rank).copied().unwrap_or_else(|| self.steps_done())
+        self.clocks.get(rank).copied().unwrap_or(self.steps_done)
     }
 
     /// A live server's order to serve this cut afresh.
     fn rollback(&self, epoch: u64) -> FromCoordinator {
-        FromCoordinator::Rollback { resume_from: self.resume_from(), steps_done: self.steps_done(), epoch }
+        FromCoordinator::Rollback { resume_from: self.resume_from(), steps_done: self.steps_done, epoch }
     }
 }
 
@@ -614,7 +614,9 @@ pub fn run(plan: Plan, listener: TcpListener) -> Result<JobReport, ClusterError>
     // lost process's rank) in any order.
     let servers = (0..plan.servers).map(ServerSlot::awaited).collect();
     let workers = (0..plan.workers).map(WorkerSlot::awaited).collect();
-    let cut = Cut { dir: plan.resume_from.clone(), clocks: start_clocks.clone(), pieces: plan.pieces_left.clone() };
+    let steps_done = start_clocks.iter().copied().min().unwrap_or(0);
+    let (dir, pieces) = (plan.resume_from.clone(), plan.pieces_left.clone());
+    let cut = Cut { dir, clocks: start_clocks.clone(), steps_done, pieces };
     let pool = plan.pieces_left.as_deref().map(Pool::from_cut);
     let (mut recovery, mut restarts) = (None, 0);
     if let Some(r) = &plan.recovering {
@@ -693,6 +695,7 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
     let mut report = JobReport { mode: cl.staleness.mode().to_string(), ..Default::default() };
     let mut train_start = None;
     let mut last_log = Instant::now();
+    let mut last_ping = Instant::now();
     let mut last_ckpt = (Instant::now(), start_step(&plan.start_clocks));
     let mut shutdown_at: Option<Instant> = None;
     // Since when an elastic job has input left and no worker.
@@ -726,17 +729,26 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
                     heartbeat_ms: (cl.heartbeat_secs * 1000.0) as u64,
                     workers: plan.workers,
                     warmup_steps: plan.job.train.warmup_steps,
-                    steps_done: cut.steps_done(),
+                    steps_done: cut.steps_done,
                     epoch,
                 });
             }
         }
         let servers_ready = st.servers.iter().all(|s| s.ready && !s.peer.gone);
-        let workers_in = st.workers.iter().all(|w| !w.peer.gone);
+        // Every worker the job names (an elastic job's free slots aside) is in.
+        let workers_in = st.workers.iter().all(|w| !w.peer.gone || w.left);
         if servers_ready && workers_in && !st.workers_assigned && st.recovery.is_none() {
             let addrs: Vec<String> = st.servers.iter().map(|s| s.addr.clone()).collect();
-            for (rank, w) in st.workers.iter_mut().enumerate() {
-                w.peer.send(&worker_assignment(plan, rank, &addrs, plan.start_clocks[rank]));
+            let slowest = plan.start_clocks.iter().copied().min().unwrap_or(0);
+            for rank in 0..st.workers.len() {
+                if st.workers[rank].peer.gone {
+                    continue;
+                }
+                // One that joined an elastic job before it started begins level with the slowest.
+                let clock = plan.start_clocks.get(rank).copied().unwrap_or(slowest);
+                st.clocks.set(rank, clock);
+                let w = &mut st.workers[rank];
+                w.peer.send(&worker_assignment(plan, rank, &addrs, clock));
                 w.assigned = true;
                 w.peer.last_seen = now;
             }
@@ -794,7 +806,9 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
         }
         // Recovery: once every lost process has a replacement, go on from the cut.
         if let Some(r) = &st.recovery {
-            let workers_back = st.workers.iter().all(|w| !w.peer.gone || w.lost.is_some());
+            // An elastic job needs none of its workers back: they ask for pieces when they come.
+            let workers_back =
+                st.pool.is_some() || st.workers.iter().all(|w| !w.peer.gone || w.lost.is_some() || w.left);
             if servers_ready && workers_back {
                 // A restarted coordinator's job was training: its recovery starts training again.
                 let training = st.workers_assigned || plan.recovering.is_some();
@@ -806,8 +820,11 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
             } else if now.duration_since(r.progress_at) > REPLACE_TIMEOUT {
                 // Nothing registered or became ready for that long: name what is missing.
                 let servers = st.servers.iter().filter(|s| s.peer.gone || !s.ready).map(|s| s.peer.name.as_str());
-                let workers =
-                    st.workers.iter().filter(|w| w.peer.gone && w.lost.is_none()).map(|w| w.peer.name.as_str());
+                let workers = st
+                    .workers
+                    .iter()
+                    .filter(|w| w.peer.gone && w.lost.is_none() && !w.left)
+                    .map(|w| w.peer.name.as_str());
                 let missing: Vec<&str> = servers.chain(workers).collect();
                 let why = format!(
                     "lost {}; {} did not come back within {} s (`starling launch` restarts what dies; on a cluster the orchestrator must: see docs/cluster.md)",
@@ -841,6 +858,13 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
         }
         if st.pool.is_some() && st.workers_assigned && st.recovery.is_none() {
             admit_joiners(&mut st, plan, now);
+            if now.duration_since(last_ping) >= PING_EVERY {
+                // A worker blocked waiting for a piece or for the end notices a SIGTERM here.
+                last_ping = now;
+                for w in st.workers.iter().filter(|w| !w.peer.gone && (w.asking || w.done)) {
+                    w.peer.send(&FromCoordinator::StillWaiting);
+                }
+            }
             // Input is left but every worker left: one must join before long.
             let training = st.workers.iter().any(|w| !w.peer.gone && !w.left);
             let untrained = st.pool.as_ref().map_or(0, Pool::left);
@@ -949,7 +973,9 @@ fn admit_joiners(st: &mut State, plan: &Plan, now: Instant) {
             continue;
         }
         let clock = st.clocks.min_active().unwrap_or_else(|| st.clocks.clocks().iter().copied().max().unwrap_or(0));
+        // Idle while it opens its input: it holds nobody back until it has a piece.
         st.clocks.set(rank, clock);
+        st.clocks.finish(rank);
         let w = &mut st.workers[rank];
         w.peer.send(&worker_assignment(plan, rank, &addrs, clock));
         w.assigned = true;
@@ -1039,7 +1065,10 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, V
         return Ok(None);
     }
     let dir = ck.dir.clone();
-    let examples = st.workers.iter().map(|w| w.progress.examples).sum();
+    let examples = st.workers.iter().map(|w| w.progress.examples).sum::<u64>() + st.departed.examples;
+    let slowest = st.clocks.clocks().iter().copied().min().unwrap_or(0);
+    // An elastic job's idle and departed workers do not hold the warm-up back.
+    let steps_done = if st.pool.is_some() { st.clocks.min_active().unwrap_or(slowest) } else { slowest };
     let manifest = Manifest {
         version: checkpoint::MANIFEST_VERSION,
         step: start_step(st.clocks.clocks()),
@@ -1065,8 +1094,12 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, V
         }
     }
     crate::errln!("coordinator: checkpoint written to {} (step {})", dir.display(), manifest.step);
-    st.cut =
-        Cut { dir: Some(dir.clone()), clocks: manifest.worker_clocks.clone(), pieces: manifest.pieces_left.clone() };
+    st.cut = Cut {
+        dir: Some(dir.clone()),
+        clocks: manifest.worker_clocks.clone(),
+        steps_done,
+        pieces: manifest.pieces_left.clone(),
+    };
     st.ckpt = None;
     Ok(Some((dir, pruned)))
 }
@@ -1286,9 +1319,10 @@ fn serve_registered(mut reader: Stream, writer: Arc<Mutex<Stream>>, mut buf: Vec
             st.incarnations += 1;
             let incarnation = st.incarnations;
             let free = |w: &WorkerSlot| w.peer.gone && w.lost.is_none();
-            if shared.plan.job.cluster.elastic && !returning {
-                // A worker joining an elastic job: a new slot when none is free (or the one it
-                // asks for is beyond them; those in between are free for others).
+            if shared.plan.job.cluster.elastic {
+                // A worker joining an elastic job (or coming back to a restarted coordinator): a
+                // new slot when none is free, or the one it asks for is beyond them (those in
+                // between are free for others).
                 let beyond = slot.filter(|&s| s >= st.workers.len());
                 let wanted =
                     beyond.or_else(|| (slot.is_none() && !st.workers.iter().any(free)).then_some(st.workers.len()));
@@ -1336,6 +1370,15 @@ fn serve_registered(mut reader: Stream, writer: Arc<Mutex<Stream>>, mut buf: Vec
             };
             st.workers[rank] = slot;
             st.recovering_progress();
+            if returning && st.pool.is_some() && st.recovery.is_none() && st.workers_assigned {
+                // Back to a restarted coordinator of an elastic job that already went on: it
+                // rewinds now and asks for a piece like a joiner.
+                let clock = st.clocks.min_active().unwrap_or(st.cut.steps_done);
+                st.clocks.set(rank, clock);
+                st.clocks.finish(rank);
+                let servers = st.servers.iter().map(|s| s.addr.clone()).collect();
+                st.workers[rank].peer.send(&FromCoordinator::Rewind { clock, servers });
+            }
             Role::Worker(rank, incarnation)
         }
         Ok(other) => return refuse(&format!("expected a registration, got a {}", other.name())),
@@ -1346,7 +1389,7 @@ fn serve_registered(mut reader: Stream, writer: Arc<Mutex<Stream>>, mut buf: Vec
         let msg = control::recv::<_, ToCoordinator>(&mut reader, &mut buf);
         let mut st = shared.lock();
         match msg {
-            Ok(m) => handle(&mut st, role, m),
+            Ok(m) => handle(&mut st, &shared.plan, role, m),
             Err(e) => {
                 disconnected(&mut st, &shared.plan, role, &e.to_string());
                 shared.wake.notify_all();
@@ -1359,7 +1402,7 @@ fn serve_registered(mut reader: Stream, writer: Arc<Mutex<Stream>>, mut buf: Vec
 }
 
 /// Applies one message from `role`.
-fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
+fn handle(st: &mut State, plan: &Plan, role: Role, msg: ToCoordinator) {
     if !st.current(role) {
         return;
     }
@@ -1449,9 +1492,36 @@ fn handle(st: &mut State, role: Role, msg: ToCoordinator) {
                     st.clocks.finish(rank);
                     st.release();
                 }
-                ToCoordinator::Leave { progress } => {
-                    st.workers[rank].progress = progress;
+                // A second leave (one sent while idle and one at a step's end) is the same leave.
+                ToCoordinator::Leave { .. } if st.workers[rank].left => {}
+                ToCoordinator::Leave { progress, finished } => {
+                    let w = &mut st.workers[rank];
+                    w.progress = progress;
+                    if w.done {
+                        // Nothing of the input is left with it; any evaluation duty moves on.
+                        let name = w.peer.name.clone();
+                        w.peer.gone = true;
+                        w.assigned = false;
+                        w.peer.send(&FromCoordinator::Shutdown);
+                        crate::errln!("coordinator: {name} left the job after it finished its share");
+                        st.left.push(format!("{name}: left the job after it finished its share"));
+                        st.reassign_evaluation(rank, plan);
+                        return;
+                    }
+                    if finished {
+                        if let Some(pool) = &mut st.pool {
+                            pool.finished(rank);
+                        }
+                    }
                     st.worker_leaves(rank, "left the job");
+                    st.workers[rank].peer.send(&FromCoordinator::Shutdown);
+                }
+                // One elastic worker that fails (a joiner that cannot read the input, say) leaves
+                // while others train; the last one fails the job.
+                ToCoordinator::Failed { message }
+                    if st.pool.is_some() && st.workers.iter().filter(|w| !w.peer.gone && !w.left).count() > 1 =>
+                {
+                    st.worker_leaves(rank, &format!("failed: {message}"));
                 }
                 ToCoordinator::Failed { message } => {
                     let name = st.workers[rank].peer.name.clone();

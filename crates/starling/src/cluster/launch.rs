@@ -141,7 +141,8 @@ pub fn run(opts: &LaunchOptions) -> Result<(), ClusterError> {
     }
     let cl = &opts.job.cluster;
     let policy = Policy {
-        spare_workers: cl.worker_loss() == WorkerLoss::Continue,
+        // An elastic job goes on without a lost worker (its piece goes to the others).
+        spare_workers: cl.worker_loss() == WorkerLoss::Continue || cl.elastic,
         restart_servers: cl.max_restarts > 0,
         restart_workers: cl.worker_loss() == WorkerLoss::Restart,
         max_restarts: cl.max_restarts,

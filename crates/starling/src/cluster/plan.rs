@@ -191,6 +191,14 @@ impl Plan {
         };
         match (&m.pieces_left, self.job.cluster.elastic) {
             (Some(left), true) => {
+                // The pieces are the writer's: cut the input as it did, and read them in the
+                // batches their positions count.
+                let writer = JobConfig::from_toml(&m.job, "the checkpoint's job")?;
+                let (theirs, ours) = (writer.batch_size(true, writer.cluster.workers), self.job.batch_size(true, self.workers));
+                if theirs != ours {
+                    return Err(incompatible(&format!("its positions count batches of {theirs} examples and this job's batches have {ours}; set train.batch_size = {theirs}")));
+                }
+                self.job.cluster.input_pieces = writer.cluster.pieces();
                 // Workers may have joined or left since: every one starts level with the furthest.
                 self.start_clocks = vec![m.step; self.workers];
                 self.pieces_left = Some(left.clone());

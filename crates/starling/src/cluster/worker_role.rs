@@ -1,6 +1,7 @@
 //! `starling worker`: train on this worker's slice of the input against the servers, gated by the
 //! coordinator's clock, then report; rank 0 also scores the holdout.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -197,7 +198,12 @@ impl RemoteClient {
             match self.next() {
                 // A go-ahead or a piece sent before the loss, or the end of a pass this worker
                 // now redoes.
-                Ok(FromCoordinator::Go { .. } | FromCoordinator::AllDone { .. } | FromCoordinator::Piece { .. }) => {}
+                Ok(
+                    FromCoordinator::Go { .. }
+                    | FromCoordinator::AllDone { .. }
+                    | FromCoordinator::Piece { .. }
+                    | FromCoordinator::StillWaiting,
+                ) => {}
                 Ok(FromCoordinator::Shutdown) => {
                     return Err(ClusterError::Failed("the job ended while this worker waited to rewind".into()))
                 }
@@ -406,6 +412,14 @@ pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Resul
     result
 }
 
+/// An elastic job's worker leaves: the rest of its piece (unless it `finished` it) goes back.
+fn leave(client: &mut RemoteClient, progress: &Progress, finished: bool) -> Result<Trained, ClusterError> {
+    let (examples, loss_sum) = progress.totals();
+    let progress = WorkerProgress { examples, loss_sum, stats: client.stats.clone() };
+    client.tell(&ToCoordinator::Leave { progress, finished })?;
+    Ok(Trained::Left)
+}
+
 /// How a worker's training ended.
 enum Trained {
     /// The job is over.
@@ -433,16 +447,36 @@ fn train(
     let mut bufs = StepBuffers::default();
     let mut last_pass = (0, 0.0);
     if job.cluster.elastic {
-        let leaving = |_: u64| super::stop_signal().is_none();
+        // Set once the stop signal ended a piece early (rather than after its last step).
+        let stopped = AtomicBool::new(false);
+        let leaving = |_: u64| {
+            let go_on = super::stop_signal().is_none();
+            stopped.fetch_or(!go_on, Ordering::Relaxed);
+            go_on
+        };
+        let mut finished = false;
         loop {
+            if super::stop_signal().is_some() {
+                return leave(client, progress, finished);
+            }
             client.tell(&ToCoordinator::NextPiece)?;
-            let piece = match client.next()? {
-                FromCoordinator::Piece { piece, clock } => {
-                    client.clock = clock;
-                    piece
-                }
-                other => {
-                    return Err(ClusterError::Failed(format!("expected a piece of the input, got a {}", other.name())))
+            let piece = loop {
+                match client.next()? {
+                    FromCoordinator::Piece { piece, clock } => {
+                        client.clock = clock;
+                        break piece;
+                    }
+                    // Asked to leave while waiting: the piece before is finished, none is held.
+                    FromCoordinator::StillWaiting if super::stop_signal().is_some() => {
+                        return leave(client, progress, true)
+                    }
+                    FromCoordinator::StillWaiting => {}
+                    other => {
+                        return Err(ClusterError::Failed(format!(
+                            "expected a piece of the input, got a {}",
+                            other.name()
+                        )))
+                    }
                 }
             };
             let Some(piece) = piece else { break };
@@ -452,12 +486,10 @@ fn train(
             let worker = Worker { job, model, inputs, rank, world, workers, batch_size, prefetch, pause };
             let mut pos = Position { step: 0, skip: piece.skip };
             let m = worker.pass(piece.pass, client, &mut pos, &mut bufs, progress)?;
-            if super::stop_signal().is_some() {
-                let (examples, loss_sum) = progress.totals();
-                let progress = WorkerProgress { examples, loss_sum, stats: client.stats.clone() };
-                client.tell(&ToCoordinator::Leave { progress })?;
-                return Ok(Trained::Left);
+            if stopped.load(Ordering::Relaxed) {
+                return leave(client, progress, false);
             }
+            finished = true;
             if piece.pass == job.train.passes {
                 last_pass = (last_pass.0 + m.count(), last_pass.1 + m.loss_sum());
             }
@@ -489,6 +521,8 @@ fn train(
                 client.tell(&ToCoordinator::Evaluated { test: Some(metrics) })?;
             }
             FromCoordinator::AllDone { .. } => {}
+            FromCoordinator::StillWaiting if super::stop_signal().is_some() => return leave(client, progress, true),
+            FromCoordinator::StillWaiting => {}
             FromCoordinator::Shutdown => return Ok(Trained::Ended),
             other => return Err(ClusterError::Failed(format!("expected the end of training, got a {}", other.name()))),
         }
