@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
         created_unix: 0,
         fields: Vec::new(),
         bias_field: None,
+        pieces_left: None,
     };
     let _ = load_rows(&dir, &manifest, &mut |t, _key, row| {
         let spec = &tables[t as usize];
