@@ -16,6 +16,13 @@ ROOT="$(cd "$BENCH/.." && pwd)"
 OUT="$BENCH/out"
 mkdir -p "$OUT"
 cd "$ROOT"
+# The whole output (every process's log of a failed trial included) goes to bench/out/chaos.log.
+rc=0
 CHAOS_TRIALS="${TRIALS:-100}" CHAOS_SEED="${SEED:-1}" CHAOS_OUT="$OUT/chaos.md" \
-  cargo test --release -p starling --test chaos -- --nocapture 2>&1 | grep -v '^\[' | tail -5
+  cargo test --release -p starling --test chaos -- --nocapture > "$OUT/chaos.log" 2>&1 || rc=$?
+grep -v '^\[' "$OUT/chaos.log" | tail -5
+if [ "$rc" -ne 0 ]; then
+  echo "chaos: FAILED (the full log, every process's included: $OUT/chaos.log)"
+  exit "$rc"
+fi
 cat "$OUT/chaos.md" | head -3

@@ -99,7 +99,21 @@ fn run_job(job: &Path, dir: &Path, fault: Option<(&str, Duration)>) -> (Run, Opt
     (finish(launched, &save, &rep, started), killed)
 }
 
-fn finish(launched: Live, save: &Path, rep: &Path, started: Instant) -> Run {
+/// How long a trial may take before it counts as hung (fault-free runs take seconds).
+const TRIAL_LIMIT: Duration = Duration::from_secs(240);
+
+fn finish(mut launched: Live, save: &Path, rep: &Path, started: Instant) -> Run {
+    while launched.child.try_wait().unwrap().is_none() {
+        if started.elapsed() > TRIAL_LIMIT {
+            // A hung job fails its trial with its log, instead of hanging the suite.
+            // SAFETY: plain kill(2) of the launcher this test started; it stops its children.
+            unsafe { libc::kill(launched.child.id() as libc::pid_t, libc::SIGTERM) };
+            let (_, _, said) = launched.finish();
+            let said = format!("the job did not end within {} s:\n{said}", TRIAL_LIMIT.as_secs());
+            return Run { ok: false, said, report: serde_json::Value::Null, model: None, wall: started.elapsed() };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (ok, _, said) = launched.finish();
     let wall = started.elapsed();
     let report = if ok { report(rep) } else { serde_json::Value::Null };

@@ -110,19 +110,22 @@ impl Dir {
         self.rt.block_on(async {
             let mut w = object_store::buffered::BufWriter::new(Arc::clone(&self.store), self.object(name));
             let mut buf = vec![0u8; 8 << 20];
-            loop {
-                let n = std::io::Read::read(&mut file, &mut buf).map_err(|e| failed(&e))?;
-                if n == 0 {
-                    break;
+            let sent = async {
+                loop {
+                    let n = std::io::Read::read(&mut file, &mut buf).map_err(|e| failed(&e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    in_time(&url, "upload", async { w.write_all(&buf[..n]).await.map_err(|e| failed(&e)) }).await?;
                 }
-                in_time(&url, "upload", async { w.write_all(&buf[..n]).await.map_err(|e| failed(&e)) }).await?;
+                in_time(&url, "upload", async { w.shutdown().await.map_err(|e| failed(&e)) }).await
             }
-            let done = in_time(&url, "upload", async { w.shutdown().await.map_err(|e| failed(&e)) }).await;
-            if done.is_err() {
+            .await;
+            if sent.is_err() {
                 // Nothing of a failed multipart upload becomes visible; its parts are dropped.
                 let _ = w.abort().await;
             }
-            done
+            sent
         })
     }
 

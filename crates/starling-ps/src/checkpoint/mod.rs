@@ -172,7 +172,8 @@ pub fn create_dir(dir: &Path) -> Result<(), PsError> {
     }
     std::fs::create_dir_all(dir).map_err(|e| PsError::io(format!("creating {}", dir.display()), e))?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        sync_dir(parent).map_err(|e| PsError::io(format!("syncing {}", parent.display()), e))?;
+        // Best effort: some filesystems (FUSE mounts) cannot sync a directory.
+        let _ = sync_dir(parent);
     }
     Ok(())
 }
@@ -195,7 +196,12 @@ fn remove(dir: &Path) -> Result<(), PsError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(PsError::io(format!("removing {}", manifest.display()), e)),
     }
-    std::fs::remove_dir_all(dir).map_err(|e| PsError::io(format!("removing {}", dir.display()), e))
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(PsError::io(format!("removing {}", dir.display()), e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Deletes `dir` when it holds no manifest (a checkpoint given up on, never read): gives its
@@ -284,7 +290,13 @@ pub fn latest(root: &Path, skipped: &mut dyn FnMut(&Path, &PsError)) -> Result<O
 /// may still be being written). Returns the directories removed.
 pub fn prune(root: &Path, keep: usize) -> Result<Vec<PathBuf>, PsError> {
     let dirs = step_dirs(root)?;
-    let complete: Vec<bool> = dirs.iter().map(|(_, d)| read_manifest(d).is_ok()).collect();
+    // At a URL a manifest that exists counts (a failed download must not delete a good
+    // checkpoint); a local one must also read.
+    let complete: Vec<bool> = if is_url_path(root) {
+        dirs.iter().map(|(_, d)| is_complete(d)).collect::<Result<_, _>>()?
+    } else {
+        dirs.iter().map(|(_, d)| read_manifest(d).is_ok()).collect()
+    };
     let Some(newest) = complete.iter().rposition(|&c| c) else { return Ok(Vec::new()) };
     let mut kept = 0;
     let mut removed = Vec::new();

@@ -42,7 +42,10 @@ impl Place {
         static SCRATCHES: AtomicU64 = AtomicU64::new(0);
         let n = SCRATCHES.fetch_add(1, Ordering::Relaxed);
         let key = crc32fast::hash(dir.as_os_str().as_encoded_bytes());
-        let local = remote::staging_dir().join("checkpoints").join(format!("{key:08x}-{}-{n}", std::process::id()));
+        // Unique across processes that share the staging directory (pods with equal pids too).
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let name = format!("{key:08x}-{}-{nanos:x}-{n}", std::process::id());
+        let local = remote::staging_dir().join("checkpoints").join(name);
         std::fs::create_dir_all(&local).map_err(|e| PsError::io(format!("creating {}", local.display()), e))?;
         Ok(Place { shown: dir.to_path_buf(), local, remote: Some(open_dir(dir)?) })
     }

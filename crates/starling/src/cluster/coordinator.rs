@@ -346,6 +346,18 @@ impl State {
         self.release();
     }
 
+    /// The coordinator held the state while it talked to a store since `since` (a manifest, an
+    /// object store): heartbeats could not be counted meanwhile, so nobody is silent for it.
+    fn forgive_silence(&mut self, since: Instant) {
+        if since.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        let now = Instant::now();
+        for p in self.servers.iter_mut().map(|s| &mut s.peer).chain(self.workers.iter_mut().map(|w| &mut w.peer)) {
+            p.last_seen = p.last_seen.max(now);
+        }
+    }
+
     /// A slot was filled or a server became ready: a recovery's wait starts over.
     fn recovering_progress(&mut self) {
         if let Some(r) = &mut self.recovery {
@@ -432,6 +444,7 @@ impl State {
         let Some(r) = self.recovery.take() else { return };
         let servers: Vec<String> = self.servers.iter().map(|s| s.addr.clone()).collect();
         let clocks: Vec<u64> = (0..self.workers.len()).map(|rank| self.cut.clock_of(rank)).collect();
+        let elastic = self.pool.is_some();
         if let Some(left) = &self.cut.pieces {
             // Every piece not trained on at the cut waits again; workers ask anew after the rewind.
             self.pool = Some(Pool::from_cut(left));
@@ -441,7 +454,9 @@ impl State {
             w.done = false;
             w.stalled = None;
             w.asking = false;
-            if w.lost.is_some() || w.left {
+            // An elastic job's slot whose worker is gone stays free: one that comes joins.
+            if w.lost.is_some() || w.left || (elastic && w.peer.gone) {
+                w.left |= elastic && w.peer.gone;
                 continue;
             }
             if w.assigned {
@@ -524,6 +539,11 @@ impl State {
                     // if it scores the holdout, that duty: another finished worker takes it.
                     // Its replacement, if one comes, waits in the slot for a rollback or the end.
                     w.assigned = false;
+                    if self.pool.is_some() {
+                        // An elastic job's slot is free again, and no rollback waits for it.
+                        w.left = true;
+                        self.clocks.lose(rank);
+                    }
                     crate::errln!("coordinator: lost {what} after it finished its share");
                     self.reassign_evaluation(rank, plan);
                     return;
@@ -941,7 +961,10 @@ fn drive(shared: &Shared) -> Result<JobReport, ClusterError> {
                 let complete =
                     |d: &PathBuf| root.is_some_and(|r| d.starts_with(r)) && checkpoint::is_complete(d).unwrap_or(false);
                 let written = |d: &PathBuf| report.checkpoints.contains(&d.display().to_string()) || complete(d);
-                if let Some(dir) = finals.into_iter().find(|d| !finals_tried.contains(d) && !written(d)) {
+                let looked = Instant::now();
+                let next = finals.into_iter().find(|d| !finals_tried.contains(d) && !written(d));
+                st.forgive_silence(looked);
+                if let Some(dir) = next {
                     finals_tried.push(dir.clone());
                     st.ckpt = Some(Ckpt { dir, requested: false, final_one: true, failed: None });
                 } else {
@@ -1084,14 +1107,22 @@ fn progress_checkpoint(st: &mut State, plan: &Plan) -> Result<Option<(PathBuf, V
         bias_field: plan.fields.bias,
         pieces_left: st.pool.as_ref().map(Pool::cut),
     };
-    if let Err(e) = checkpoint::write_manifest(&dir, &manifest) {
-        return abandon_checkpoint(st, plan, e.to_string());
-    }
+    let io_started = Instant::now();
+    let written = checkpoint::write_manifest(&dir, &manifest);
     let mut pruned = Vec::new();
-    if let Some(root) = &plan.job.checkpoint.dir {
+    if let (Ok(()), Some(root)) = (&written, &plan.job.checkpoint.dir) {
         if dir.starts_with(root) {
-            pruned = checkpoint::prune(root, plan.job.checkpoint.keep)?;
+            // Old checkpoints that cannot be deleted (a store without delete rights) cost space,
+            // not the job.
+            match checkpoint::prune(root, plan.job.checkpoint.keep) {
+                Ok(p) => pruned = p,
+                Err(e) => crate::errln!("coordinator: cannot delete old checkpoints under {}: {e}", root.display()),
+            }
         }
+    }
+    st.forgive_silence(io_started);
+    if let Err(e) = written {
+        return abandon_checkpoint(st, plan, e.to_string());
     }
     crate::errln!("coordinator: checkpoint written to {} (step {})", dir.display(), manifest.step);
     st.cut = Cut {
@@ -1501,8 +1532,10 @@ fn handle(st: &mut State, plan: &Plan, role: Role, msg: ToCoordinator) {
                         // Nothing of the input is left with it; any evaluation duty moves on.
                         let name = w.peer.name.clone();
                         w.peer.gone = true;
+                        w.left = true;
                         w.assigned = false;
                         w.peer.send(&FromCoordinator::Shutdown);
+                        st.clocks.lose(rank);
                         crate::errln!("coordinator: {name} left the job after it finished its share");
                         st.left.push(format!("{name}: left the job after it finished its share"));
                         st.reassign_evaluation(rank, plan);

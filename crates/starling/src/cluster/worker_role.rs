@@ -466,9 +466,10 @@ fn train(
                         client.clock = clock;
                         break piece;
                     }
-                    // Asked to leave while waiting: the piece before is finished, none is held.
+                    // Asked to leave while waiting: the piece before is done with, and one handed
+                    // out meanwhile goes back whole.
                     FromCoordinator::StillWaiting if super::stop_signal().is_some() => {
-                        return leave(client, progress, true)
+                        return leave(client, progress, false)
                     }
                     FromCoordinator::StillWaiting => {}
                     other => {
