@@ -382,7 +382,12 @@ impl State {
 
     /// True when no active worker is in the middle of a step.
     fn quiescent(&self) -> bool {
-        self.workers.iter().all(|w| w.done || w.lost.is_some() || w.pending.is_some() || w.asking || w.left)
+        // A slot waiting for its assignment (a replacement of a worker that had finished, one
+        // whose predecessor is still being replaced) takes no step: waiting for it would hold
+        // the checkpoint, and with it every other worker's next step, forever.
+        self.workers
+            .iter()
+            .all(|w| !w.assigned || w.done || w.lost.is_some() || w.pending.is_some() || w.asking || w.left)
     }
 
     /// Counts a restart; false (the job failing) once `cluster.max_restarts` are used up.

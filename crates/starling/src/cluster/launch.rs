@@ -328,6 +328,9 @@ fn supervise(procs: &mut Vec<Proc>, starter: &Starter, policy: &Policy, mut rest
             // the one that died: within the grace period, a better explanation replaces it.
             let replaces = match &decided {
                 None => true,
+                // The coordinator ends well only once the model is saved: a process killed
+                // meanwhile (one that had finished its share) did not fail the job.
+                Some((_, Err(_), _)) if p.role == "coordinator" && s.success() => true,
                 Some((_, Err(_), b)) => blame > *b && !s.success(),
                 Some((_, Ok(()), _)) => false,
             };
