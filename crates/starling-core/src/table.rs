@@ -103,8 +103,37 @@ unsafe fn zeroed_slice<T>(n: usize) -> Option<Box<[T]>> {
         if p.is_null() {
             return None;
         }
+        advise_huge_pages(p as *mut u8, layout.size());
         Some(Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)))
     }
+}
+
+/// Asks the kernel to back `len` bytes at `p` with transparent huge pages when the block is large.
+///
+/// A table's rows are touched at random: with 4 KiB pages nearly every row of a large table
+/// misses the TLB as well as the cache, a page walk the row prefetch cannot hide, and every first
+/// touch is a page fault. 2 MiB pages cut both by 512x. Linux only commits a huge page where a
+/// row in it is written, so a sparse table can commit more memory than with small pages, never
+/// more than the table's size.
+fn advise_huge_pages(p: *mut u8, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        if len >= HUGE {
+            // The range must start on a page boundary; large blocks come from mmap, which is.
+            let start = (p as usize).next_multiple_of(4096);
+            let end = (p as usize + len) & !4095;
+            if end > start {
+                // SAFETY: madvise only changes how the kernel backs pages of this live allocation;
+                // MADV_HUGEPAGE never changes their contents. A failure (THP off) is harmless.
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+                }
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (p, len);
 }
 
 /// Direct-indexed table over keys `< 2^bits` (keys folded by the pipeline): the fastest store,
@@ -264,19 +293,22 @@ impl Table for DenseTable {
     #[inline(always)]
     fn prefetch(&self, key: u64) {
         let k = (key & self.mask) as usize;
-        let start = self.data.as_ptr().wrapping_add(k * self.row_len) as *const u8;
+        let start = self.data.as_ptr().wrapping_add(k * self.row_len) as usize;
         let bytes = self.row_len * std::mem::size_of::<f32>();
-        let mut off = 0;
-        while off < bytes {
-            prefetch_line(start.wrapping_add(off));
-            off += 64;
+        // One hint per cache line the row spans: a core has only about ten line-fill buffers,
+        // and a hint issued while they are all busy stalls the loop.
+        let mut line = start & !63;
+        let last = (start + bytes - 1) & !63;
+        loop {
+            prefetch_line(line as *const u8);
+            if line >= last {
+                break;
+            }
+            line += 64;
         }
-        // A row straddling a line boundary needs its last line too.
-        prefetch_line(start.wrapping_add(bytes - 1));
-        // `read` of a non-zero-init row consults the touched bit first.
-        if !self.zero_init {
-            prefetch_line(self.touched.as_ptr().wrapping_add(k >> 6));
-        }
+        // `read` of a non-zero-init row consults the touched bit first, and `write` of a fresh row
+        // does: without the hint each new key costs a cache and TLB miss into the bitset.
+        prefetch_line(self.touched.as_ptr().wrapping_add(k >> 6));
     }
 
     fn len(&self) -> usize {

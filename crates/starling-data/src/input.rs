@@ -208,23 +208,27 @@ pub fn read_header(path: &Path) -> Result<Vec<u8>, DataError> {
     let mut r = open_reader(path)?;
     let mut buf = Vec::new();
     r.read_until(b'\n', &mut buf).map_err(|e| DataError::io(path, e))?;
-    trim_eol(&mut buf);
+    buf.truncate(content_len(&buf));
     if buf.starts_with(&[0xEF, 0xBB, 0xBF]) {
         buf.drain(..3);
     }
     Ok(buf)
 }
 
-/// Drops a trailing `\n` / `\r\n` (and stray `\r`s) from `buf`.
+/// Length of `line` without its trailing `\n` and `\r` bytes.
 #[inline]
-fn trim_eol(buf: &mut Vec<u8>) {
-    while let Some(&b) = buf.last() {
-        if b == b'\n' || b == b'\r' {
-            buf.pop();
-        } else {
-            break;
-        }
+fn content_len(line: &[u8]) -> usize {
+    let mut n = line.len();
+    while n > 0 && matches!(line[n - 1], b'\n' | b'\r') {
+        n -= 1;
     }
+    n
+}
+
+/// Whether `line` holds only spaces and tabs (or nothing): such lines are skipped.
+#[inline]
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|&b| b == b' ' || b == b'\t' || b == b'\r')
 }
 
 /// The lines of one split, one reused buffer, with file:line positions for error messages.
@@ -246,6 +250,8 @@ pub struct LineSource {
     /// Number of lines before `first_line_pos`, computed lazily for splits with `start > 0`.
     base_line: Option<u64>,
     done: bool,
+    /// Bytes of the reader's buffer returned as the last line, consumed on the next call.
+    pending: usize,
 }
 
 impl LineSource {
@@ -271,6 +277,7 @@ impl LineSource {
                 lines_read: 0,
                 base_line: Some(0),
                 done: false,
+                pending: 0,
             }
         } else {
             let mut f = File::open(&path).map_err(|e| DataError::io(&path, e))?;
@@ -288,6 +295,7 @@ impl LineSource {
                 lines_read: 0,
                 base_line: if split.start == 0 { Some(0) } else { None },
                 done: false,
+                pending: 0,
             }
         };
         if split.start > 0 && !gz {
@@ -318,23 +326,41 @@ impl LineSource {
     }
 
     /// The next non-blank line of the split, or `None` at its end.
+    ///
+    /// A line that lies whole in the reader's buffer is returned in place, found by a `memchr`
+    /// scan, and consumed on the next call; only a line cut by the buffer's end is copied.
     #[inline]
     pub fn next_line(&mut self) -> Result<Option<&[u8]>, DataError> {
         loop {
+            self.reader.consume(std::mem::take(&mut self.pending));
             if self.done || self.pos >= self.end {
                 self.done = true;
                 return Ok(None);
             }
-            self.buf.clear();
-            let k = self.reader.read_until(b'\n', &mut self.buf).map_err(|e| DataError::io(&self.path, e))?;
-            if k == 0 {
+            let avail = self.reader.fill_buf().map_err(|e| DataError::io(&self.path, e))?;
+            if avail.is_empty() {
                 self.done = true;
                 return Ok(None);
             }
-            self.pos += k as u64;
             self.lines_read += 1;
-            trim_eol(&mut self.buf);
-            if self.buf.iter().all(|&b| b == b' ' || b == b'\t' || b == b'\r') {
+            if let Some(nl) = memchr::memchr(b'\n', avail) {
+                let n = content_len(&avail[..nl]);
+                let blank = is_blank(&avail[..n]);
+                self.pending = nl + 1;
+                self.pos += nl as u64 + 1;
+                if blank {
+                    continue;
+                }
+                // The same bytes again: a buffer that is not empty is returned without reading.
+                let avail = self.reader.fill_buf().map_err(|e| DataError::io(&self.path, e))?;
+                return Ok(Some(&avail[..n]));
+            }
+            // The line runs past the buffer (or is the last, unterminated one): copied.
+            self.buf.clear();
+            let k = self.reader.read_until(b'\n', &mut self.buf).map_err(|e| DataError::io(&self.path, e))?;
+            self.pos += k as u64;
+            self.buf.truncate(content_len(&self.buf));
+            if is_blank(&self.buf) {
                 continue;
             }
             return Ok(Some(&self.buf));

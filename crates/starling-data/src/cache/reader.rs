@@ -1,11 +1,15 @@
 //! [`CacheReader`]: streams examples out of a cache, one verified block at a time.
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use memmap2::{Advice, Mmap};
+
 use super::*;
+
+/// Bytes of a memory page (the granularity of releasing a decoded block).
+const PAGE: usize = 4096;
 
 /// Where the reader is in its pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,17 +22,21 @@ enum State {
 }
 
 /// Reads examples from a cache file, folding keys to `hash_bits`, with memory bounded by one block.
+///
+/// The file is mapped, not read: examples are decoded straight out of the page cache, and the
+/// pages of a block are released from the process once it is decoded, so the resident memory
+/// stays about one block whatever the file's size.
 pub struct CacheReader {
     path: PathBuf,
-    file: BufReader<File>,
+    map: Mmap,
     header: CacheHeader,
     hash_bits: u32,
     data_start: u64,
     totals: CacheStats,
-    /// File offset of the next byte `file` returns.
+    /// File offset of the next byte to read.
     offset: u64,
-    /// The current block's payload, CRC already checked.
-    block: Vec<u8>,
+    /// Where the current block's payload lies in `map`, CRC already checked.
+    block: Range<usize>,
     /// File offset of `block[0]` (tests use it to tell which block an example came from).
     pub(super) block_start: u64,
     pos: usize,
@@ -50,15 +58,29 @@ impl CacheReader {
             return Err(DataError::Config(format!("hash_bits = {hash_bits} is above 64")));
         }
         let Opened { file, header, data_start, totals } = Opened::open(path)?;
+        // SAFETY: caches are only ever replaced by renaming a finished file over them, which leaves
+        // this inode and its bytes as they were; every length read from the map is checked against
+        // the size it had when it was opened. Only truncating the file in place while it is read
+        // (no Starling process does) could fault.
+        let map = unsafe { Mmap::map(file.get_ref()) }.map_err(|e| DataError::io(path, e))?;
+        if map.len() as u64 != totals.bytes {
+            return Err(DataError::CacheTruncated {
+                path: path.to_path_buf(),
+                offset: map.len() as u64,
+                expected: format!("{} bytes, as when the cache was opened", totals.bytes),
+            });
+        }
+        // Read once front to back: the kernel may read ahead further and drop pages behind.
+        let _ = map.advise(Advice::Sequential);
         Ok(CacheReader {
             path: path.to_path_buf(),
-            file,
+            map,
             header,
             hash_bits,
             data_start,
             totals,
             offset: data_start,
-            block: Vec::new(),
+            block: 0..0,
             block_start: data_start,
             pos: 0,
             examples: 0,
@@ -104,9 +126,8 @@ impl CacheReader {
 
     /// Starts another pass from the first example.
     pub fn rewind(&mut self) -> Result<(), DataError> {
-        self.file.seek(SeekFrom::Start(self.data_start)).map_err(|e| DataError::io(&self.path, e))?;
+        self.release_block();
         self.offset = self.data_start;
-        self.block.clear();
         self.pos = 0;
         self.examples = 0;
         self.features = 0;
@@ -120,7 +141,8 @@ impl CacheReader {
     pub fn next(&mut self, ex: &mut Example) -> Result<bool, DataError> {
         loop {
             if self.pos < self.block.len() {
-                return match decode(&self.block, &mut self.pos, self.hash_bits, ex) {
+                let block = &self.map[self.block.clone()];
+                return match decode(block, &mut self.pos, self.hash_bits, ex) {
                     Ok(()) => {
                         self.examples += 1;
                         self.features += ex.features.len() as u64;
@@ -135,7 +157,10 @@ impl CacheReader {
             match self.state {
                 State::Done => return Ok(false),
                 State::Failed => return Err(self.corrupt(self.offset, "a rewind after the earlier error".into())),
-                State::Reading => self.read_block()?,
+                State::Reading => {
+                    self.release_block();
+                    self.read_block()?
+                }
             }
         }
     }
@@ -143,40 +168,49 @@ impl CacheReader {
     /// Ends the pass at error `e`: no example after a bad one can be trusted.
     fn stop(&mut self, e: DataError) -> DataError {
         self.state = State::Failed;
-        self.block.clear();
-        self.pos = 0;
+        self.release_block();
         e
+    }
+
+    /// Forgets the current block and hands its pages back to the page cache, so a pass over a
+    /// large cache does not make the process resident in all of it.
+    fn release_block(&mut self) {
+        let block = std::mem::replace(&mut self.block, 0..0);
+        self.pos = 0;
+        // Whole pages inside the block only: the pages at its ends hold neighbours' bytes.
+        let (start, end) = (block.start.next_multiple_of(PAGE), block.end & !(PAGE - 1));
+        if end > start {
+            // SAFETY: a read-only shared file mapping: dropping its pages only makes a later
+            // access read them again from the file, which nothing here does for this block.
+            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
     }
 
     fn corrupt(&self, offset: u64, expected: String) -> DataError {
         DataError::CacheCorrupt { path: self.path.clone(), offset, expected }
     }
 
-    /// Reads `buf` at the current offset; the end of the file is a truncation.
-    fn read_exact(&mut self, buf: &mut [u8], expected: &str) -> Result<(), DataError> {
-        if let Err(e) = self.file.read_exact(buf) {
-            let e = match e.kind() {
-                io::ErrorKind::UnexpectedEof => DataError::CacheTruncated {
-                    path: self.path.clone(),
-                    offset: self.offset,
-                    expected: expected.into(),
-                },
-                _ => DataError::io(&self.path, e),
-            };
+    /// The `len` bytes at the current offset, which then moves past them; the end of the file is
+    /// a truncation.
+    fn take(&mut self, len: usize, expected: &str) -> Result<Range<usize>, DataError> {
+        let start = self.offset as usize;
+        let Some(end) = start.checked_add(len).filter(|&e| e <= self.map.len()) else {
+            let e =
+                DataError::CacheTruncated { path: self.path.clone(), offset: self.offset, expected: expected.into() };
             return Err(self.stop(e));
-        }
-        self.offset += buf.len() as u64;
-        Ok(())
+        };
+        self.offset = end as u64;
+        Ok(start..end)
     }
 
     /// Loads and checks the next block, or reads the end block.
     fn read_block(&mut self) -> Result<(), DataError> {
         let at = self.offset;
-        let mut head = [0u8; 8];
-        self.read_exact(&mut head, "a block header or the end block")?;
+        let range = self.take(8, "a block header or the end block")?;
+        let head = &self.map[range];
         let (len, stored) = (le_u32(&head[..4]) as usize, le_u32(&head[4..]));
         if len == 0 {
-            return self.read_end(at, &head[4..]);
+            return self.read_end(at);
         }
         if len > MAX_BLOCK_SIZE {
             let e = self.corrupt(at, format!("a block length of at most {MAX_BLOCK_SIZE} bytes, found {len}"));
@@ -193,20 +227,12 @@ impl CacheReader {
         self.block_index += 1;
         if index % self.world != self.rank {
             // Another share's block: skipped unread (its reader checks it).
-            self.file.seek_relative(len as i64).map_err(|e| DataError::io(&self.path, e))?;
             self.offset += len as u64;
-            self.block.clear();
-            self.pos = 0;
             return Ok(());
         }
-        let mut block = std::mem::take(&mut self.block);
-        block.resize(len, 0);
-        let read = self.read_exact(&mut block, "a block payload");
+        let block = self.take(len, "a block payload")?;
+        let computed = crc32fast::hash(&self.map[block.clone()]);
         self.block = block;
-        if let Err(e) = read {
-            return Err(self.stop(e));
-        }
-        let computed = crc32fast::hash(&self.block);
         if computed != stored {
             let e = DataError::CacheChecksum { path: self.path.clone(), offset: at, what: "block", stored, computed };
             return Err(self.stop(e));
@@ -216,12 +242,13 @@ impl CacheReader {
         Ok(())
     }
 
-    /// Checks the end block at `at` against what this pass read; `first` are the bytes after
-    /// its marker that were read as a block CRC.
-    fn read_end(&mut self, at: u64, first: &[u8]) -> Result<(), DataError> {
+    /// Checks the end block at `at` (its marker already read) against what this pass read.
+    fn read_end(&mut self, at: u64) -> Result<(), DataError> {
+        // The 4 bytes after the marker were taken as a block CRC: the counts start there.
+        self.offset = at + 4;
+        let range = self.take(END_LEN as usize - 4, "the end block's counts")?;
         let mut end = [0u8; END_LEN as usize - 4];
-        end[..4].copy_from_slice(first);
-        self.read_exact(&mut end[4..], "the end block's counts")?;
+        end.copy_from_slice(&self.map[range]);
         let (stored, computed) = (le_u32(&end[16..]), crc32fast::hash(&end[..16]));
         if stored != computed {
             let e =

@@ -98,10 +98,46 @@ impl RawSink for NullSink {
     fn number(&mut self, _: u32, _: f32) {}
 }
 
+/// Class bit of the whitespace between tokens of LibSVM, libFFM and VW lines.
+pub(crate) const SPACE: u8 = 1;
+/// Class bit of `|` (VW's namespace mark).
+pub(crate) const BAR: u8 = 2;
+/// Class bit of `:` (before a value).
+pub(crate) const COLON: u8 = 4;
+
+/// The class bits of every byte: a token scan tests one table entry per byte instead of a
+/// chain of comparisons.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b' ' as usize] = SPACE;
+    t[b'\t' as usize] = SPACE;
+    t[b'\r' as usize] = SPACE;
+    t[0x0b] = SPACE;
+    t[0x0c] = SPACE;
+    t[b'|' as usize] = BAR;
+    t[b':' as usize] = COLON;
+    t
+};
+
+/// Whether `b` has any of the class bits in `mask`.
+#[inline(always)]
+pub(crate) fn is_class(b: u8, mask: u8) -> bool {
+    CLASS[b as usize] & mask != 0
+}
+
 /// Whitespace between tokens of LibSVM, libFFM and VW lines.
 #[inline(always)]
 pub(crate) fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\x0b' | b'\x0c')
+    is_class(b, SPACE)
+}
+
+/// The first position at or after `i` whose byte has a class bit in `mask`, or `line.len()`.
+#[inline(always)]
+pub(crate) fn scan_to(line: &[u8], mut i: usize, mask: u8) -> usize {
+    while i < line.len() && !is_class(line[i], mask) {
+        i += 1;
+    }
+    i
 }
 
 /// Next whitespace-separated token of `line` at or after `*pos`, as a byte range.

@@ -12,7 +12,7 @@
 //! Not supported: multi-line (`--csoaa_ldf`) examples, cost-sensitive labels (`1:0.5`).
 
 use super::num::{parse_f32, parse_f32_prefix};
-use super::{find_byte, is_space, next_token, LineError, RawSink};
+use super::{find_byte, is_class, is_space, next_token, scan_to, LineError, RawSink, BAR, COLON, SPACE};
 
 /// Marks a namespace byte that has no field.
 const NONE: u32 = u32::MAX;
@@ -143,9 +143,7 @@ impl VwParser {
             if line[i] == b'|' {
                 let s = i;
                 i += 1;
-                while i < n && !is_space(line[i]) && line[i] != b'|' {
-                    i += 1;
-                }
+                i = scan_to(line, i, SPACE | BAR);
                 let ns = &line[s + 1..i];
                 let (name, sc) = match find_byte(ns, b':') {
                     Some(c) => {
@@ -170,27 +168,18 @@ impl VwParser {
                 scale = sc;
             } else {
                 let s = i;
-                while i < n {
-                    let b = line[i];
-                    if is_space(b) || b == b'|' || b == b':' {
-                        break;
-                    }
-                    i += 1;
-                }
+                i = scan_to(line, i, SPACE | BAR | COLON);
                 let name = &line[s..i];
                 let v = if i < n && line[i] == b':' {
                     let vs = i + 1;
                     let mut j = vs;
                     match parse_f32_prefix(line, &mut j) {
-                        Some(v) if j >= n || is_space(line[j]) || line[j] == b'|' => {
+                        Some(v) if j >= n || is_class(line[j], SPACE | BAR) => {
                             i = j;
                             v
                         }
                         _ => {
-                            let mut e = vs;
-                            while e < n && !is_space(line[e]) && line[e] != b'|' {
-                                e += 1;
-                            }
+                            let e = scan_to(line, vs, SPACE | BAR);
                             i = e;
                             parse_f32(&line[vs..e])
                                 .ok_or_else(|| LineError::new(col, "a number after ':'", &line[s..e]))?
