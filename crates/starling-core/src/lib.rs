@@ -13,6 +13,7 @@ pub mod model;
 pub mod nn;
 pub mod optim;
 pub mod rng;
+pub mod rowmap;
 pub mod table;
 
 pub use error::ModelError;
@@ -22,4 +23,5 @@ pub use loss::Loss;
 pub use minibatch::{compact_touched, BatchScratch, MiniBatch};
 pub use model::{Gradients, Init, Model, ModelKind, ModelSpec, Scratch, ShallowKind, TableKind, TableSpec};
 pub use optim::Optimizer;
+pub use rowmap::RowMap;
 pub use table::{DenseTable, HashTable, RowInit, Table};
