@@ -20,16 +20,19 @@ pub struct RowMap {
     slots: Vec<u32>,
     /// `slots.len() - 1`.
     mask: usize,
+    /// `64 - log2(slots.len())`: a key's home slot is the top bits of its hash.
+    shift: u32,
     /// Key of each row, in insertion order.
     keys: Vec<u64>,
     /// `row_len` floats per row, in insertion order.
     rows: Vec<f32>,
 }
 
-/// Index position of a key: a multiplicative hash, so keys that are small ids spread too.
+/// Index position of a key: the top bits of a multiplicative hash, which every bit of the key
+/// moves, so neither small ids nor keys differing only in their high bits pile up.
 #[inline(always)]
-fn home(key: u64, mask: usize) -> usize {
-    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask
+fn home(key: u64, shift: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
 }
 
 /// Grows `v` to hold `more` further items, by at least an eighth of its size: a doubling
@@ -43,7 +46,14 @@ fn reserve_eighth<T>(v: &mut Vec<T>, more: usize) {
 impl RowMap {
     /// An empty map of rows of `row_len` floats.
     pub fn new(row_len: usize) -> Self {
-        RowMap { row_len, slots: vec![0; MIN_SLOTS], mask: MIN_SLOTS - 1, keys: Vec::new(), rows: Vec::new() }
+        RowMap {
+            row_len,
+            slots: vec![0; MIN_SLOTS],
+            mask: MIN_SLOTS - 1,
+            shift: 64 - MIN_SLOTS.trailing_zeros(),
+            keys: Vec::new(),
+            rows: Vec::new(),
+        }
     }
 
     /// Rows stored.
@@ -61,7 +71,7 @@ impl RowMap {
     /// The slot of `key`, or the empty slot where it would go.
     #[inline(always)]
     fn find(&self, key: u64) -> (usize, Option<usize>) {
-        let mut h = home(key, self.mask);
+        let mut h = home(key, self.shift);
         loop {
             let s = self.slots[h];
             if s == 0 {
@@ -106,14 +116,15 @@ impl RowMap {
                 }
                 let i = self.keys.len();
                 let Ok(number) = u32::try_from(i + 1) else {
-                    panic!("RowMap: more than {} rows in one map", u32::MAX - 1);
+                    panic!("RowMap: more than {} rows in one map", u32::MAX);
                 };
-                self.slots[h] = number;
                 reserve_eighth(&mut self.keys, 1);
-                self.keys.push(key);
                 reserve_eighth(&mut self.rows, n);
                 self.rows.resize((i + 1) * n, 0.0);
                 fresh(&mut self.rows[i * n..]);
+                self.keys.push(key);
+                // Last, so a panic above leaves no slot pointing past the keys.
+                self.slots[h] = number;
                 i
             }
         };
@@ -126,8 +137,9 @@ impl RowMap {
         let slots = self.slots.len() * 2;
         self.slots = vec![0; slots];
         self.mask = slots - 1;
+        self.shift = 64 - slots.trailing_zeros();
         for (i, &key) in self.keys.iter().enumerate() {
-            let mut h = home(key, self.mask);
+            let mut h = home(key, self.shift);
             while self.slots[h] != 0 {
                 h = (h + 1) & self.mask;
             }

@@ -126,7 +126,7 @@ fn advise_huge_pages(p: *mut u8, len: usize) {
         // k=8 on 2^24 rows, a 1.2 GiB table, trained at 0.73x with them; LR's 128 MiB at 1.3x).
         const HUGE_UP_TO: usize = 256 << 20;
         if (HUGE..=HUGE_UP_TO).contains(&len) {
-            // The range must start on a page boundary; large blocks come from mmap, which is.
+            // madvise takes whole pages: the allocator's block may start past a page boundary.
             let start = (p as usize).next_multiple_of(4096);
             let end = (p as usize + len) & !4095;
             if end > start {

@@ -215,6 +215,19 @@ pub fn read_header(path: &Path) -> Result<Vec<u8>, DataError> {
     Ok(buf)
 }
 
+/// `r.fill_buf()`, retried when a signal interrupts the read (as `read_until` does).
+#[inline]
+fn fill_buf(r: &mut (dyn BufRead + Send)) -> std::io::Result<&[u8]> {
+    loop {
+        match r.fill_buf() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // Re-borrowed so the loop's earlier borrow ends: a classic NLL limitation.
+            Ok(_) => return r.fill_buf(),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Length of `line` without its trailing `\n` and `\r` bytes.
 #[inline]
 fn content_len(line: &[u8]) -> usize {
@@ -337,7 +350,7 @@ impl LineSource {
                 self.done = true;
                 return Ok(None);
             }
-            let avail = self.reader.fill_buf().map_err(|e| DataError::io(&self.path, e))?;
+            let avail = fill_buf(&mut *self.reader).map_err(|e| DataError::io(&self.path, e))?;
             if avail.is_empty() {
                 self.done = true;
                 return Ok(None);
@@ -352,7 +365,7 @@ impl LineSource {
                     continue;
                 }
                 // The same bytes again: a buffer that is not empty is returned without reading.
-                let avail = self.reader.fill_buf().map_err(|e| DataError::io(&self.path, e))?;
+                let avail = fill_buf(&mut *self.reader).map_err(|e| DataError::io(&self.path, e))?;
                 return Ok(Some(&avail[..n]));
             }
             // The line runs past the buffer (or is the last, unterminated one): copied.

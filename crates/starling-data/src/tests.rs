@@ -696,7 +696,7 @@ fn real_libffm() {
 fn lines_are_whole_across_read_buffer_edges_and_split_ends() {
     // Lines are returned in place from the read buffer, and copied only when the buffer's end
     // cuts one: lines of every length around the buffer size, CRLF and LF, blank lines and an
-    // unterminated last line must all come back whole, once each, with the right line numbers.
+    // unterminated last line must all come back whole and once each.
     let dir = tempfile::tempdir().unwrap();
     let mut want = Vec::new();
     let mut data = Vec::new();

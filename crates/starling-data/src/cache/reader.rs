@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use memmap2::{Advice, Mmap};
+use memmap2::Mmap;
 
 use super::*;
 
@@ -58,10 +58,12 @@ impl CacheReader {
             return Err(DataError::Config(format!("hash_bits = {hash_bits} is above 64")));
         }
         let Opened { file, header, data_start, totals } = Opened::open(path)?;
-        // SAFETY: caches are only ever replaced by renaming a finished file over them, which leaves
-        // this inode and its bytes as they were; every length read from the map is checked against
-        // the size it had when it was opened. Only truncating the file in place while it is read
-        // (no Starling process does) could fault.
+        // SAFETY: Starling replaces a cache only by renaming a finished file over it, which leaves
+        // this inode and its bytes as they were, and every length read from the map is checked
+        // against the size it had when opened. What the map cannot guard against: another program
+        // changing or truncating the file in place while it is read (bytes may change under a
+        // check, or the read faults with SIGBUS), and an I/O error of the file system, which also
+        // arrives as SIGBUS rather than an error. Caches belong in a local directory of their own.
         let map = unsafe { Mmap::map(file.get_ref()) }.map_err(|e| DataError::io(path, e))?;
         if map.len() as u64 != totals.bytes {
             return Err(DataError::CacheTruncated {
@@ -71,7 +73,8 @@ impl CacheReader {
             });
         }
         // Read once front to back: the kernel may read ahead further and drop pages behind.
-        let _ = map.advise(Advice::Sequential);
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
         Ok(CacheReader {
             path: path.to_path_buf(),
             map,
@@ -179,11 +182,14 @@ impl CacheReader {
         self.pos = 0;
         // Whole pages inside the block only: the pages at its ends hold neighbours' bytes.
         let (start, end) = (block.start.next_multiple_of(PAGE), block.end & !(PAGE - 1));
+        #[cfg(unix)]
         if end > start {
             // SAFETY: a read-only shared file mapping: dropping its pages only makes a later
             // access read them again from the file, which nothing here does for this block.
             let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
         }
+        #[cfg(not(unix))]
+        let _ = (start, end);
     }
 
     fn corrupt(&self, offset: u64, expected: String) -> DataError {
