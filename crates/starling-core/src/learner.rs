@@ -7,7 +7,7 @@ use crate::error::ModelError;
 use crate::example::Example;
 use crate::loss::Loss;
 use crate::model::{ModelSpec, Scratch};
-use crate::optim::{rules, Optimizer};
+use crate::optim::{Optimizer, RowRule};
 use crate::table::{DenseTable, HashTable, RowInit, Table};
 
 /// A model, its optimizer and its loss: everything needed to train rows in a [`Table`].
@@ -259,46 +259,38 @@ impl Learner {
             }
         }
         // Dispatch on the optimizer once per example so the rule inlines into the row loop.
-        match self.optimizer {
-            Optimizer::Sgd { lr, l2 } => apply(table, ex, s, dim, stride, repeats, |w, _, g| rules::sgd(w, g, lr, l2)),
-            Optimizer::Adagrad { lr, l2, eps } => {
-                apply(table, ex, s, dim, stride, repeats, |w, st, g| rules::adagrad(w, st, g, lr, l2, eps))
-            }
-            Optimizer::RowwiseAdagrad { lr, l2, eps } => {
-                apply(table, ex, s, dim, stride, repeats, |w, st, g| rules::rowwise_adagrad(w, st, g, lr, l2, eps))
-            }
-            Optimizer::Ftrl { alpha, beta, l1, l2 } => {
-                apply(table, ex, s, dim, stride, repeats, |w, st, g| rules::ftrl(w, st, g, alpha, beta, l1, l2))
-            }
-            Optimizer::Adam { lr, beta1, beta2, eps, l2 } => {
-                apply(table, ex, s, dim, stride, repeats, |w, st, g| rules::adam(w, st, g, lr, beta1, beta2, eps, l2))
-            }
-        }
+        self.optimizer.with_rule(ApplyRows { table, ex, s, dim, stride, repeats });
         score
     }
 }
 
-/// Updates each distinct row of the example with `rule` and writes it back.
-#[inline(always)]
-fn apply<T: Table + ?Sized, F: Fn(&mut [f32], &mut [f32], &[f32])>(
-    table: &T,
-    ex: &Example,
-    s: &mut LearnScratch,
+/// Updates each distinct row of the example with the rule and writes it back.
+struct ApplyRows<'a, T: Table + ?Sized> {
+    table: &'a T,
+    ex: &'a Example,
+    s: &'a mut LearnScratch,
     dim: usize,
     stride: usize,
     repeats: bool,
-    rule: F,
-) {
-    let n = ex.features.len();
-    let rows = s.rows[..n * stride].chunks_exact_mut(stride);
-    let grads = s.grads[..n * dim].chunks_exact(dim);
-    for (i, ((f, row), g)) in ex.features.iter().zip(rows).zip(grads).enumerate() {
-        if repeats && s.first[i] as usize != i {
-            continue;
+}
+
+impl<T: Table + ?Sized> RowRule for ApplyRows<'_, T> {
+    type Out = ();
+
+    #[inline(always)]
+    fn run<R: Fn(&mut [f32], &mut [f32], &[f32])>(self, rule: R) {
+        let ApplyRows { table, ex, s, dim, stride, repeats } = self;
+        let n = ex.features.len();
+        let rows = s.rows[..n * stride].chunks_exact_mut(stride);
+        let grads = s.grads[..n * dim].chunks_exact(dim);
+        for (i, ((f, row), g)) in ex.features.iter().zip(rows).zip(grads).enumerate() {
+            if repeats && s.first[i] as usize != i {
+                continue;
+            }
+            let (w, state) = row.split_at_mut(dim);
+            rule(w, state, g);
+            table.write(f.key, row);
         }
-        let (w, state) = row.split_at_mut(dim);
-        rule(w, state, g);
-        table.write(f.key, row);
     }
 }
 

@@ -369,6 +369,25 @@ impl Optimizer {
         }
     }
 
+    /// Runs `user` with this optimizer's update as a closure the compiler sees through: the match
+    /// on the optimizer happens once, and the rule inlines into `user`'s loop over many rows.
+    #[inline(always)]
+    pub fn with_rule<U: RowRule>(&self, user: U) -> U::Out {
+        match *self {
+            Optimizer::Sgd { lr, l2 } => user.run(move |w, _, g| rules::sgd(w, g, lr, l2)),
+            Optimizer::Adagrad { lr, l2, eps } => user.run(move |w, st, g| rules::adagrad(w, st, g, lr, l2, eps)),
+            Optimizer::RowwiseAdagrad { lr, l2, eps } => {
+                user.run(move |w, st, g| rules::rowwise_adagrad(w, st, g, lr, l2, eps))
+            }
+            Optimizer::Ftrl { alpha, beta, l1, l2 } => {
+                user.run(move |w, st, g| rules::ftrl(w, st, g, alpha, beta, l1, l2))
+            }
+            Optimizer::Adam { lr, beta1, beta2, eps, l2 } => {
+                user.run(move |w, st, g| rules::adam(w, st, g, lr, beta1, beta2, eps, l2))
+            }
+        }
+    }
+
     /// Applies one gradient to one row: `weights` and `grad` have `dim` entries, `state` at least
     /// `state_len(dim)` (zeros for a fresh row).
     ///
@@ -390,6 +409,15 @@ impl Optimizer {
             }
         }
     }
+}
+
+/// A loop over rows that takes the update rule as a type parameter ([`Optimizer::with_rule`]):
+/// `rule(weights, state, grad)` updates one row.
+pub trait RowRule {
+    /// What the loop returns.
+    type Out;
+    /// Runs the loop with `rule`.
+    fn run<R: Fn(&mut [f32], &mut [f32], &[f32])>(self, rule: R) -> Self::Out;
 }
 
 /// The update rules as free functions, so a caller looping over many rows can dispatch on the

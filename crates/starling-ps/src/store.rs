@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use starling_core::optim::RowRule;
 use starling_core::table::{KeyMap, Table};
 use starling_core::Optimizer;
 
@@ -84,6 +85,32 @@ impl VShard {
     #[inline]
     fn row(&self, row_len: usize, key: u64) -> Option<&[f32]> {
         self.index.get(&key).map(|&i| &self.rows[i as usize * row_len..(i as usize + 1) * row_len])
+    }
+}
+
+/// A push's row loop, generic over the update rule ([`Optimizer::with_rule`]).
+struct PushRows<'a> {
+    store: &'a Store,
+    keys: &'a [u64],
+    grads: &'a [f32],
+    dim: usize,
+    row_len: usize,
+}
+
+impl RowRule for PushRows<'_> {
+    type Out = Result<(), u64>;
+
+    #[inline(always)]
+    fn run<R: Fn(&mut [f32], &mut [f32], &[f32])>(self, rule: R) -> Result<(), u64> {
+        let PushRows { store, keys, grads, dim, row_len } = self;
+        store.for_each_group(keys, |shard, at| {
+            for &(key, i) in at {
+                let i = i as usize;
+                let row = shard.row_mut(&store.spec, row_len, key);
+                let (w, state) = row.split_at_mut(dim);
+                rule(w, state, &grads[i * dim..(i + 1) * dim]);
+            }
+        })
     }
 }
 
@@ -235,15 +262,8 @@ impl Store {
     pub fn push(&self, keys: &[u64], grads: &[f32]) -> Result<(), u64> {
         let (dim, row_len) = (self.spec.dim, self.row_len);
         debug_assert_eq!(grads.len(), keys.len() * dim);
-        let opt = self.rule();
-        self.for_each_group(keys, |shard, at| {
-            for &(key, i) in at {
-                let i = i as usize;
-                let row = shard.row_mut(&self.spec, row_len, key);
-                let (w, state) = row.split_at_mut(dim);
-                opt.update(w, state, &grads[i * dim..(i + 1) * dim]);
-            }
-        })
+        // The optimizer is matched once per push, so its rule inlines into the row loop.
+        self.rule().with_rule(PushRows { store: self, keys, grads, dim, row_len })
     }
 
     /// Calls `f` on every stored row of virtual shard `v` in increasing key order.
