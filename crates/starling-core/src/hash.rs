@@ -43,10 +43,16 @@ pub fn hash_cross(a: u64, b: u64) -> u64 {
 /// Folds a key into `2^bits` buckets; `bits == 0` keeps the full 64-bit key.
 #[inline]
 pub fn fold(key: u64, bits: u32) -> u64 {
+    key & fold_mask(bits)
+}
+
+/// The mask [`fold`] applies: loops folding many keys compute it once.
+#[inline]
+pub fn fold_mask(bits: u32) -> u64 {
     if bits == 0 || bits >= 64 {
-        key
+        u64::MAX
     } else {
-        key & ((1u64 << bits) - 1)
+        (1u64 << bits) - 1
     }
 }
 

@@ -23,7 +23,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use starling_core::hash::fold;
+use starling_core::hash::fold_mask;
 use starling_core::{Example, Feature};
 use starling_fs::AtomicFile;
 

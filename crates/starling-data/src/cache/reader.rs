@@ -296,6 +296,7 @@ fn decode(buf: &[u8], pos: &mut usize, bits: u32, ex: &mut Example) -> Result<()
         ));
     }
     ex.features.reserve(n as usize);
+    let mask = fold_mask(bits);
     for _ in 0..n {
         let key = match buf.get(*pos..*pos + 8) {
             Some(b) => le_u64(b),
@@ -303,12 +304,19 @@ fn decode(buf: &[u8], pos: &mut usize, bits: u32, ex: &mut Example) -> Result<()
         };
         *pos += 8;
         let tag_at = *pos;
-        let tag = varint(buf, pos)?;
+        // Fields below 64 without a value, the common case, take one byte.
+        let tag = match buf.get(*pos) {
+            Some(&b) if b < 0x80 => {
+                *pos += 1;
+                u64::from(b)
+            }
+            _ => varint(buf, pos)?,
+        };
         let Ok(field) = u32::try_from(tag >> 1) else {
             return Err((tag_at, "a field index below 2^32".into()));
         };
         let value = if tag & 1 == 1 { f32_at(buf, pos, "a feature value")? } else { 1.0 };
-        ex.features.push(Feature { key: fold(key, bits), value, field });
+        ex.features.push(Feature { key: key & mask, value, field });
     }
     Ok(())
 }
