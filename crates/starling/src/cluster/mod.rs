@@ -73,6 +73,20 @@ pub fn catch_stop_signals(signals: &[libc::c_int]) {
     }
 }
 
+/// Gives `signals` their default action back after [`catch_stop_signals`]; one caught in the
+/// meantime is raised again, so it acts as if it had never been caught.
+pub fn release_stop_signals(signals: &[libc::c_int]) {
+    for &sig in signals {
+        // SAFETY: restoring the default disposition of a signal is always allowed.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    if let Some(sig) = stop_signal().filter(|s| signals.contains(s)) {
+        STOP_SIGNAL.store(0, Ordering::SeqCst);
+        // SAFETY: raise(3) sends a signal to this process; its default action now applies.
+        unsafe { libc::raise(sig) };
+    }
+}
+
 /// The stop signal received since [`catch_stop_signals`], if any.
 pub fn stop_signal() -> Option<i32> {
     match STOP_SIGNAL.load(Ordering::SeqCst) {

@@ -289,6 +289,11 @@ pub fn run(opts: &WorkerOptions) -> Result<(), ClusterError> {
 pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Result<(), ClusterError> {
     let me = super::this_process();
     let mut link = CoordLink::connect(&opts.coordinator, &opts.token, &format!("worker on {me}"), opts.tls.as_ref())?;
+    // Caught from registration on: in an elastic job a SIGTERM that lands before the assignment
+    // is read (a scale-down right after the pod joined) must still be a leave, not a kill.
+    if own.is_none() {
+        super::catch_stop_signals(&[libc::SIGTERM]);
+    }
     link.send(&ToCoordinator::RegisterWorker { process: me, slot: opts.slot, returning: false })?;
     let (rank, world, job, servers, map, tables, start_clock) = match link.recv()? {
         FromCoordinator::WorkerAssignment { rank, world, job, servers, map, tables, start_clock } => {
@@ -305,9 +310,10 @@ pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Resul
     };
     super::write_rank_file(opts.rank_file.as_deref(), rank)?;
     let mut job = JobConfig::from_toml(&job, "the job from the coordinator")?;
-    if job.cluster.elastic && own.is_none() {
-        // SIGTERM (a pod deleted, a scale-down) ends the step in progress, then leaves the job.
-        super::catch_stop_signals(&[libc::SIGTERM]);
+    // In an elastic job SIGTERM (a pod deleted, a scale-down) ends the step in progress, then
+    // leaves the job; otherwise it ends the worker as it always would.
+    if own.is_none() && !job.cluster.elastic {
+        super::release_stop_signals(&[libc::SIGTERM]);
     }
     // Heartbeats from now on: opening the input and building its cache must not look like silence.
     let live = Arc::new(Mutex::new(ClientStats::default()));
