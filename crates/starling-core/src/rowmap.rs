@@ -18,8 +18,6 @@ pub struct RowMap {
     row_len: usize,
     /// Row number + 1 of each index slot; 0 for an empty slot.
     slots: Vec<u32>,
-    /// `slots.len() - 1`.
-    mask: usize,
     /// `64 - log2(slots.len())`: a key's home slot is the top bits of its hash.
     shift: u32,
     /// Key of each row, in insertion order.
@@ -49,7 +47,6 @@ impl RowMap {
         RowMap {
             row_len,
             slots: vec![0; MIN_SLOTS],
-            mask: MIN_SLOTS - 1,
             shift: 64 - MIN_SLOTS.trailing_zeros(),
             keys: Vec::new(),
             rows: Vec::new(),
@@ -71,6 +68,7 @@ impl RowMap {
     /// The slot of `key`, or the empty slot where it would go.
     #[inline(always)]
     fn find(&self, key: u64) -> (usize, Option<usize>) {
+        let mask = self.slots.len() - 1;
         let mut h = home(key, self.shift);
         loop {
             let s = self.slots[h];
@@ -81,7 +79,7 @@ impl RowMap {
             if self.keys[i] == key {
                 return (h, Some(i));
             }
-            h = (h + 1) & self.mask;
+            h = (h + 1) & mask;
         }
     }
 
@@ -94,13 +92,6 @@ impl RowMap {
     #[inline]
     pub fn get(&self, key: u64) -> Option<&[f32]> {
         self.find(key).1.map(|i| self.at(i))
-    }
-
-    /// The row of `key`, if stored, to change in place.
-    #[inline]
-    pub fn get_mut(&mut self, key: u64) -> Option<&mut [f32]> {
-        let n = self.row_len;
-        self.find(key).1.map(|i| &mut self.rows[i * n..(i + 1) * n])
     }
 
     /// The row of `key`; a missing one is first added and filled by `fresh`.
@@ -136,12 +127,11 @@ impl RowMap {
     fn grow_index(&mut self) {
         let slots = self.slots.len() * 2;
         self.slots = vec![0; slots];
-        self.mask = slots - 1;
         self.shift = 64 - slots.trailing_zeros();
         for (i, &key) in self.keys.iter().enumerate() {
             let mut h = home(key, self.shift);
             while self.slots[h] != 0 {
-                h = (h + 1) & self.mask;
+                h = (h + 1) & (slots - 1);
             }
             self.slots[h] = i as u32 + 1;
         }
@@ -158,7 +148,8 @@ impl RowMap {
     }
 
     /// Bytes held by the map's arrays (capacity, not only what is used).
-    pub fn heap_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
         self.slots.capacity() * 4 + self.keys.capacity() * 8 + self.rows.capacity() * 4
     }
 }
@@ -185,7 +176,7 @@ mod tests {
                 assert_eq!(r, &[n as f32, n as f32 + 1.0, n as f32][..]);
             }
         }
-        m.get_mut(u64::MAX).unwrap()[0] = -1.0;
+        m.get_or_insert_with(u64::MAX, |_| unreachable!("stored"))[0] = -1.0;
         assert_eq!(m.get(u64::MAX).unwrap()[0], -1.0);
         assert!(m.get(12345).is_none());
         let seen: Vec<u64> = m.iter().map(|(k, _)| k).collect();

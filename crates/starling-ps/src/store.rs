@@ -1,7 +1,7 @@
 //! A table's rows on one server: a collisionless hash map per owned virtual shard.
 //!
-//! Each virtual shard keeps its rows in one flat arena (`row_len` floats per row) indexed by a
-//! key map, under its own lock, so concurrent connections rarely contend and a shard can be
+//! Each virtual shard keeps its rows packed in a [`RowMap`] (rows and keys dense, an
+//! open-addressing index of row numbers), under its own lock, so concurrent connections rarely contend and a shard can be
 //! written to or read from a checkpoint as a unit.
 
 use std::cell::RefCell;
@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use starling_core::optim::RowRule;
-use starling_core::table::{KeyMap, Table};
-use starling_core::Optimizer;
+use starling_core::table::Table;
+use starling_core::{Optimizer, RowMap};
 
 use crate::shard::{vshard_of, NUM_VSHARDS};
 use crate::table::TableSpec;
@@ -63,30 +63,7 @@ thread_local! {
 }
 
 /// Rows of one virtual shard.
-#[derive(Default)]
-struct VShard {
-    index: KeyMap<u32>,
-    rows: Vec<f32>,
-}
-
-impl VShard {
-    /// The row of `key`, created fresh by `spec` if absent.
-    #[inline]
-    fn row_mut(&mut self, spec: &TableSpec, row_len: usize, key: u64) -> &mut [f32] {
-        let next = self.index.len() as u32;
-        let i = *self.index.entry(key).or_insert(next) as usize;
-        if i == next as usize {
-            self.rows.resize((i + 1) * row_len, 0.0);
-            spec.fill(key, &mut self.rows[i * row_len..(i + 1) * row_len]);
-        }
-        &mut self.rows[i * row_len..(i + 1) * row_len]
-    }
-
-    #[inline]
-    fn row(&self, row_len: usize, key: u64) -> Option<&[f32]> {
-        self.index.get(&key).map(|&i| &self.rows[i as usize * row_len..(i as usize + 1) * row_len])
-    }
-}
+type VShard = RowMap;
 
 /// A push's row loop, generic over the update rule ([`Optimizer::with_rule`]).
 struct PushRows<'a> {
@@ -94,7 +71,6 @@ struct PushRows<'a> {
     keys: &'a [u64],
     grads: &'a [f32],
     dim: usize,
-    row_len: usize,
 }
 
 impl RowRule for PushRows<'_> {
@@ -102,11 +78,11 @@ impl RowRule for PushRows<'_> {
 
     #[inline(always)]
     fn run<R: Fn(&mut [f32], &mut [f32], &[f32])>(self, rule: R) -> Result<(), u64> {
-        let PushRows { store, keys, grads, dim, row_len } = self;
+        let PushRows { store, keys, grads, dim } = self;
         store.for_each_group(keys, |shard, at| {
             for &(key, i) in at {
                 let i = i as usize;
-                let row = shard.row_mut(&store.spec, row_len, key);
+                let row = shard.get_or_insert_with(key, |r| store.spec.fill(key, r));
                 let (w, state) = row.split_at_mut(dim);
                 rule(w, state, &grads[i * dim..(i + 1) * dim]);
             }
@@ -134,10 +110,10 @@ impl Store {
     /// An empty store of `spec`'s rows owning the virtual shards `owned`.
     pub fn new(spec: TableSpec, owned: &[u32]) -> Self {
         let mut shards: Vec<Option<Mutex<VShard>>> = (0..NUM_VSHARDS).map(|_| None).collect();
-        for &v in owned {
-            shards[v as usize] = Some(Mutex::new(VShard::default()));
-        }
         let row_len = spec.row_len();
+        for &v in owned {
+            shards[v as usize] = Some(Mutex::new(RowMap::new(row_len)));
+        }
         Store {
             spec,
             row_len,
@@ -241,13 +217,13 @@ impl Store {
     /// Copies the weights (`dim` floats each) of `keys` into `out`; unknown keys give fresh
     /// weights without being stored. Returns a key this store does not own, if any.
     pub fn pull(&self, keys: &[u64], out: &mut [f32]) -> Result<(), u64> {
-        let (dim, row_len) = (self.spec.dim, self.row_len);
+        let dim = self.spec.dim;
         debug_assert_eq!(out.len(), keys.len() * dim);
         self.for_each_group(keys, |shard, at| {
             for &(key, i) in at {
                 let i = i as usize;
                 let w = &mut out[i * dim..(i + 1) * dim];
-                match shard.row(row_len, key) {
+                match shard.get(key) {
                     Some(row) if dim == 1 => w[0] = row[0],
                     Some(row) => w.copy_from_slice(&row[..dim]),
                     None => self.spec.init_weights(key, w),
@@ -260,25 +236,25 @@ impl Store {
     /// fresh rows as needed. Returns a key this store does not own, if any; rows of other shards
     /// may already be updated then, so callers check ownership first (as [`crate::Server`] does).
     pub fn push(&self, keys: &[u64], grads: &[f32]) -> Result<(), u64> {
-        let (dim, row_len) = (self.spec.dim, self.row_len);
+        let dim = self.spec.dim;
         debug_assert_eq!(grads.len(), keys.len() * dim);
         // The optimizer is matched once per push, so its rule inlines into the row loop.
-        self.rule().with_rule(PushRows { store: self, keys, grads, dim, row_len })
+        self.rule().with_rule(PushRows { store: self, keys, grads, dim })
     }
 
     /// Calls `f` on every stored row of virtual shard `v` in increasing key order.
     pub fn for_each_row_in(&self, v: u32, f: &mut dyn FnMut(u64, &[f32])) {
         let Some(shard) = self.lock(v) else { return };
-        let mut keys: Vec<(u64, u32)> = shard.index.iter().map(|(&k, &i)| (k, i)).collect();
-        keys.sort_unstable();
-        for (k, i) in keys {
-            f(k, &shard.rows[i as usize * self.row_len..(i as usize + 1) * self.row_len]);
+        let mut rows: Vec<(u64, &[f32])> = shard.iter().collect();
+        rows.sort_unstable_by_key(|&(k, _)| k);
+        for (k, row) in rows {
+            f(k, row);
         }
     }
 
     /// Stored rows in virtual shard `v` (0 when not owned).
     pub fn len_in(&self, v: u32) -> usize {
-        self.lock(v).map_or(0, |s| s.index.len())
+        self.lock(v).map_or(0, |s| s.len())
     }
 
     /// Virtual shards this store owns, in increasing order.
@@ -294,7 +270,7 @@ impl Table for Store {
 
     /// Full row (weights and state); a key of a shard not owned here reads as fresh.
     fn read(&self, key: u64, row: &mut [f32]) {
-        match self.lock(vshard_of(key)).as_ref().and_then(|s| s.row(self.row_len, key)) {
+        match self.lock(vshard_of(key)).as_ref().and_then(|s| s.get(key)) {
             Some(r) => row.copy_from_slice(r),
             None => self.spec.fill(key, row),
         }
@@ -307,7 +283,7 @@ impl Table for Store {
     fn write(&self, key: u64, row: &[f32]) {
         let v = vshard_of(key);
         let mut shard = self.lock(v).unwrap_or_else(|| panic!("key {key} is in virtual shard {v}, not owned here"));
-        shard.row_mut(&self.spec, self.row_len, key).copy_from_slice(row);
+        shard.get_or_insert_with(key, |_| {}).copy_from_slice(row);
     }
 
     fn len(&self) -> usize {
@@ -319,7 +295,7 @@ impl Table for Store {
         let mut keys = Vec::with_capacity(self.len());
         for v in 0..NUM_VSHARDS {
             if let Some(s) = self.lock(v) {
-                keys.extend(s.index.keys().copied());
+                keys.extend_from_slice(s.keys());
             }
         }
         keys.sort_unstable();
