@@ -5,6 +5,7 @@ pub mod error;
 pub mod example;
 pub mod graph;
 pub mod hash;
+pub mod hot;
 pub mod learner;
 pub mod loss;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub mod table;
 
 pub use error::ModelError;
 pub use example::{Example, ExampleBuf, Feature};
+pub use hot::HotRows;
 pub use learner::{LearnScratch, Learner};
 pub use loss::Loss;
 pub use minibatch::{compact_touched, BatchScratch, MiniBatch};

@@ -7,7 +7,7 @@
 use std::alloc::{alloc_zeroed, Layout};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::hash::mix64;
@@ -152,9 +152,9 @@ pub struct DenseTable {
     zero_init: bool,
     /// f32 bits of row `k` at `data[k * row_len ..][.. row_len]`.
     data: Box<[AtomicU32]>,
-    /// Bit `k` set once row `k` has been written.
+    /// Bit `k` set once row `k` has been written; also the count of rows written, so that no
+    /// counter shared by every thread is bumped for each fresh row.
     touched: Box<[AtomicU64]>,
-    count: AtomicUsize,
 }
 
 /// Largest supported `bits`: 2^40 rows is already 4 TiB per float of row.
@@ -178,16 +178,7 @@ impl DenseTable {
         // SAFETY: zero bits are a valid AtomicU32 / AtomicU64.
         let data = unsafe { zeroed_slice::<AtomicU32>(n) }?;
         let touched = unsafe { zeroed_slice::<AtomicU64>(rows.div_ceil(64)) }?;
-        Some(DenseTable {
-            bits,
-            mask: (rows as u64) - 1,
-            row_len,
-            zero_init: init.is_zero(),
-            init,
-            data,
-            touched,
-            count: AtomicUsize::new(0),
-        })
+        Some(DenseTable { bits, mask: (rows as u64) - 1, row_len, zero_init: init.is_zero(), init, data, touched })
     }
 
     /// Key bits this table was built for.
@@ -212,7 +203,6 @@ impl DenseTable {
             }
             *word.get_mut() = 0;
         }
-        *self.count.get_mut() = 0;
         self.zero_init = init.is_zero();
         self.init = init;
     }
@@ -288,11 +278,7 @@ impl Table for DenseTable {
         }
         // A plain load first: the locked fetch_or is paid once per row, not once per write.
         if old == 0 && !self.is_touched(k, Ordering::Relaxed) {
-            let bit = 1u64 << (k & 63);
-            let prev = self.touched[k >> 6].fetch_or(bit, Ordering::Release);
-            if prev & bit == 0 {
-                self.count.fetch_add(1, Ordering::Relaxed);
-            }
+            self.touched[k >> 6].fetch_or(1u64 << (k & 63), Ordering::Release);
         }
     }
 
@@ -317,8 +303,9 @@ impl Table for DenseTable {
         prefetch_line(self.touched.as_ptr().wrapping_add(k >> 6));
     }
 
+    /// Counts the touched bits: a scan of `2^bits / 8` bytes, done when a model is saved.
     fn len(&self) -> usize {
-        self.count.load(Ordering::Relaxed)
+        self.touched.iter().map(|w| w.load(Ordering::Relaxed).count_ones() as usize).sum()
     }
 
     fn for_each_row(&self, f: &mut dyn FnMut(u64, &[f32])) {

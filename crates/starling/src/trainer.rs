@@ -9,7 +9,7 @@ use starling_core::metrics::{Metrics, Summary};
 use starling_core::model::ShallowModel;
 use starling_core::rng::Rng;
 use starling_core::table::copy_rows;
-use starling_core::{Example, LearnScratch, Learner, Table};
+use starling_core::{Example, HotRows, LearnScratch, Learner, Table};
 use starling_data::DataError;
 use starling_ps::{LocalClient, LocalClocks, LocalCluster, ParamClient, TableSpec};
 
@@ -454,7 +454,7 @@ fn run_pass<T: Table>(
     let threads = job.train.threads;
     on_threads(threads, false, |rank| {
         let mut reader = inputs.reader(rank, threads)?;
-        Ok(learn_stream(learner, table, &mut reader, shuffle_for(job, pass, rank), progress)?)
+        Ok(learn_stream(learner, table, &mut reader, shuffle_for(job, pass, rank), progress, threads)?)
     })
 }
 
@@ -686,23 +686,58 @@ fn on_threads(
     Ok(total)
 }
 
-/// Learns every example of `reader`, in order or shuffled within a window.
+/// Learns every example of `reader`, in order or shuffled within a window. One of several threads
+/// keeps the rows nearly every example writes to itself between merges ([`HotRows`]), so the
+/// threads do not queue for those rows' cache lines; one thread alone learns straight into `table`.
 fn learn_stream<T: Table>(
     learner: &Learner,
     table: &T,
     reader: &mut Reader,
     shuffle: Option<(usize, Rng)>,
     progress: &Progress,
+    threads: usize,
+) -> Result<Metrics, DataError> {
+    let mut scratch = LearnScratch::default();
+    if threads > 1 {
+        let mut hot = HotRows::new(table);
+        learn_each(learner, reader, shuffle, progress, |ex, next| {
+            let score = learn_one(learner, &hot, ex, next, &mut scratch);
+            hot.end_example();
+            score
+        })
+    } else {
+        learn_each(learner, reader, shuffle, progress, |ex, next| learn_one(learner, table, ex, next, &mut scratch))
+    }
+}
+
+/// Learns `ex`, starting the next example's cache misses first so that they overlap with it.
+#[inline(always)]
+fn learn_one<T: Table>(
+    learner: &Learner,
+    table: &T,
+    ex: &Example,
+    next: Option<&Example>,
+    scratch: &mut LearnScratch,
+) -> f32 {
+    if let Some(next) = next {
+        learner.prefetch(table, next);
+    }
+    learner.learn(table, ex, scratch)
+}
+
+/// Runs `learn` (which gives the score) on every example of `reader`, keeping the metrics and
+/// reporting progress.
+fn learn_each(
+    learner: &Learner,
+    reader: &mut Reader,
+    shuffle: Option<(usize, Rng)>,
+    progress: &Progress,
+    mut learn: impl FnMut(&Example, Option<&Example>) -> f32,
 ) -> Result<Metrics, DataError> {
     let mut metrics = Metrics::new(false);
-    let mut scratch = LearnScratch::default();
     let mut reported = (0u64, 0f64);
     for_each_example(reader, shuffle, |ex: &Example, next: Option<&Example>| -> Result<(), DataError> {
-        // Start the next example's cache misses before learning this one, so they overlap.
-        if let Some(next) = next {
-            learner.prefetch(table, next);
-        }
-        let score = learner.learn(table, ex, &mut scratch);
+        let score = learn(ex, next);
         metrics.add(learner.loss.predict(score), ex.label, ex.weight);
         if metrics.count() - reported.0 >= PROGRESS_EVERY {
             progress.add(metrics.count() - reported.0, metrics.loss_sum() - reported.1);
