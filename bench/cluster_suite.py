@@ -154,7 +154,8 @@ def run_starling(a, name, spec, rnd):
                round=rnd, train_rows=a.rows, test_rows=a.test_rows, hash_bits=a.hash_bits, optimizer=a.optimizer,
                threads=a.threads, loadavg_before=la, host=os.uname().nodename,
                time=time.strftime("%Y-%m-%dT%H:%M:%S"), ok=ok, wall_s=s["wall_s"], peak_rss_mib=s["peak_rss_mib"],
-               cpu_s=s["cpu_s"], train_s=rep.get("train_seconds"), test_logloss=test.get("logloss"),
+               cpu_s=s["cpu_s"], worker_cpu_s=(s.get("cpu_by_role") or {}).get("worker"),
+               server_cpu_s=(s.get("cpu_by_role") or {}).get("server"), train_s=rep.get("train_seconds"), test_logloss=test.get("logloss"),
                test_auc=test.get("auc"), progressive_logloss=rep.get("progressive_logloss"))
     if ok:
         n = a.rows * passes
@@ -233,7 +234,7 @@ def summarize(a, cfgs, recs, spark):
             continue
         m = dict(n=len(rs), kind=spec[0], passes=spec[1], desc=spec[3])
         for k in ("examples_per_s", "examples_per_wall_s", "train_s", "wall_s", "peak_rss_mib", "cpu_s",
-                  "test_logloss", "test_auc"):
+                  "worker_cpu_s", "server_cpu_s", "test_logloss", "test_auc"):
             m[k] = median([r.get(k) for r in rs])
         if spec[0] == "launch":
             for k in ("keys_pulled_per_s", "keys_pushed_per_s", "mb_pulled_per_s", "mb_pushed_per_s", "wait_s",
@@ -285,6 +286,23 @@ def summarize(a, cfgs, recs, spark):
         ratios[f"launch/single examples_per_s p{p}"] = round(r1, 3)
         ratios[f"launch/single examples_per_wall_s p{p}"] = round(r2, 3)
         w(f"| {p} | {r1:.2f}x | {r2:.2f}x | {l_['test_logloss'] - s_['test_logloss']:+.5f} |")
+    cpu_rows = []
+    for p in range(1, a.max_passes + 1):
+        s_, l_ = rows.get(f"single_p{p}"), rows.get(f"launch_p{p}")
+        if s_ and l_ and s_["cpu_s"] and l_["worker_cpu_s"] is not None:
+            rw, rt = l_["worker_cpu_s"] / s_["cpu_s"], l_["cpu_s"] / s_["cpu_s"]
+            ratios[f"launch workers/single cpu_s p{p}"] = round(rw, 3)
+            ratios[f"launch tree/single cpu_s p{p}"] = round(rt, 3)
+            cpu_rows.append(f"| {p} | {s_['cpu_s']:.2f} | {l_['worker_cpu_s']:.2f} | {fmt(l_['server_cpu_s'], '.2f')} | "
+                            f"{l_['cpu_s']:.2f} | **{rw:.2f}x** | {rt:.2f}x |")
+    if cpu_rows:
+        w("")
+        w("CPU seconds for the same examples (user + system, per process as last sampled every 20 ms; the "
+          "workers' share is the figure the launch adds per example):")
+        w("")
+        w("| passes | single process | launch: workers | servers | whole tree | workers / single | tree / single |")
+        w("|---|---|---|---|---|---|---|")
+        L.extend(cpu_rows)
     if any(m["kind"] == "launch" for m in rows.values()):
         w("")
         w(f"Parameter-server traffic of the {a.servers}x{a.workers} launch (its `--report`, per second of "

@@ -4,7 +4,9 @@
   python mon.py [--cpus 0] [--report-json FILE] [--quiet-wait S] [--log FILE] -- cmd args...
 
 Record: wall_s, peak_rss_mib (peak of the summed RSS of the process and all its descendants),
-cpu_s (user+sys seconds of the tree, as last sampled), rc, cmd. Lines the command prints that start with 'RESULT ' followed
+cpu_s (user+sys seconds of the tree, as last sampled), cpu_by_role (the same split by each process's
+first argument, e.g. {"launch": .., "coordinator": .., "server": .., "worker": ..} for a
+`starling launch`), rc, cmd. Lines the command prints that start with 'RESULT ' followed
 by JSON are merged into the record; so is the JSON file --report-json (Starling's --report), read
 after the command exits. --cpus pins the command and its children with taskset. --quiet-wait waits
 (up to S seconds) for the machine to be nearly idle first, since other work may share it.
@@ -63,6 +65,7 @@ def monitor(cmd, cpus=None, report_json=None, quiet_wait=0.0, log=None):
     root = psutil.Process(p.pid)
     peak = [0]
     cpu = {}
+    role = {}
     stop = threading.Event()
 
     def sample():
@@ -73,6 +76,9 @@ def monitor(cmd, cpus=None, report_json=None, quiet_wait=0.0, log=None):
                     tot += q.memory_info().rss
                     ct = q.cpu_times()
                     cpu[q.pid] = ct.user + ct.system
+                    if q.pid not in role:
+                        argv = q.cmdline()
+                        role[q.pid] = argv[1] if len(argv) > 1 and not argv[1].startswith("-") else "main"
                 except psutil.Error:
                     pass
             peak[0] = max(peak[0], tot)
@@ -98,7 +104,7 @@ def monitor(cmd, cpus=None, report_json=None, quiet_wait=0.0, log=None):
     if logf:
         logf.close()
     rec = dict(rc=rc, wall_s=round(wall, 3), peak_rss_mib=round(peak[0] / 2**20, 1),
-               cpu_s=round(sum(cpu.values()), 2), waited_quiet_s=waited, load_before=load,
+               cpu_s=round(sum(cpu.values()), 2), cpu_by_role=by_role(cpu, role), waited_quiet_s=waited, load_before=load,
                cpus=cpus, cmd=" ".join(cmd))
     rec.update(extra)
     if report_json:
@@ -110,6 +116,15 @@ def monitor(cmd, cpus=None, report_json=None, quiet_wait=0.0, log=None):
     if rc != 0:
         rec["output_tail"] = tail
     return rec
+
+
+def by_role(cpu, role):
+    """CPU seconds summed per role (a process whose role was never read counts as "main")."""
+    out = {}
+    for pid, c in cpu.items():
+        r = role.get(pid, "main")
+        out[r] = round(out.get(r, 0.0) + c, 3)
+    return out
 
 
 def main():
