@@ -76,8 +76,10 @@ def monitor(cmd, cpus=None, report_json=None, quiet_wait=0.0, log=None):
                     tot += q.memory_info().rss
                     ct = q.cpu_times()
                     cpu[q.pid] = ct.user + ct.system
-                    if q.pid not in role:
-                        argv = q.cmdline()
+                    # Read on every sample: between fork and exec a child still shows its parent's
+                    # arguments, and a zombie shows none (then the last role read stands).
+                    argv = q.cmdline()
+                    if argv:
                         role[q.pid] = argv[1] if len(argv) > 1 and not argv[1].startswith("-") else "main"
                 except psutil.Error:
                     pass

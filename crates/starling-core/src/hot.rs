@@ -11,7 +11,8 @@
 //! minus the row it last merged) to the shared row and takes the sum as its new copy: one transfer
 //! per row and merge instead of one per write. The threads see each other's updates to these rows
 //! up to a merge interval late, the staleness that mini-batching would add, confined to the rows
-//! where it buys speed. One thread never needs this.
+//! where it buys speed. One thread never needs this. FTRL's weights are a function of its z and n,
+//! not a sum: a merged weight is off from that function until the row's next update recomputes it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -33,7 +34,10 @@ const MIN_SLOTS: usize = 256;
 const ROW_BYTES: usize = 1 << 20;
 
 /// A table seen by one thread of several: its hot rows private, the rest shared. `len` and
-/// `for_each_row` describe the shared table as of this thread's last merge.
+/// `for_each_row` describe the shared table as it is, without any thread's unmerged changes.
+/// Only for optimizers whose updates add up ([`crate::Optimizer::merges_by_delta`]): the merge
+/// adds each thread's change to a row, so state that decays (Adam's moments) would be taken back
+/// once per thread.
 ///
 /// The private rows sit in a direct-mapped cache indexed by the key's low bits (keys are hashes,
 /// or ids whose low bits differ): a row's lookup is one load and compare, cheap enough to sit on
@@ -69,7 +73,8 @@ impl<'a, T: Table + ?Sized> HotRows<'a, T> {
     /// One thread's view of `table`, counting its first examples.
     pub fn new(table: &'a T) -> Self {
         let row_len = table.row_len();
-        let slots = (ROW_BYTES / (4 * row_len)).clamp(MIN_SLOTS, MAX_SLOTS).next_power_of_two().min(MAX_SLOTS);
+        // Rounded down to a power of two, so the rows stay within ROW_BYTES.
+        let slots = 1 << (ROW_BYTES / (4 * row_len)).clamp(MIN_SLOTS, MAX_SLOTS).ilog2();
         HotRows {
             table,
             examples: 0,

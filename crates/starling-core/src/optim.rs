@@ -314,6 +314,14 @@ impl Optimizer {
         }
     }
 
+    /// True when a row's updates add up: the state is sums (AdaGrad's squared gradients, FTRL's
+    /// z and n), so the changes two copies of a row went through can be merged by adding both
+    /// deltas ([`crate::HotRows`]). Adam's moments decay instead: each copy's delta also takes
+    /// back its share of the old moments, and adding several removes them several times.
+    pub fn merges_by_delta(&self) -> bool {
+        !matches!(self, Optimizer::Adam { .. })
+    }
+
     /// Floats of optimizer state per row of `dim` weights: SGD 0; AdaGrad `dim` (sum of squared
     /// gradients); FTRL `2 dim` (z then n); Adam `2 dim + 1` (m, v, then the row's step count).
     #[inline]
@@ -526,6 +534,26 @@ mod tests {
         // n = (9 + 1) / 2 = 5; both coordinates move by lr · g / sqrt(5).
         assert!(close(n[0], 5.0) && close(w[0], -0.5 * 3.0 / (5f64.sqrt() + f64::from(eps))), "{w:?} {n:?}");
         assert!(close(w[1], -0.5 * 1.0 / (5f64.sqrt() + f64::from(eps))), "{w:?}");
+    }
+
+    #[test]
+    fn only_optimizers_whose_state_adds_up_merge_by_delta() {
+        // A row copy that saw only zero gradients must come back unchanged, or merging its delta
+        // takes something from the row: Adam's moments decay (and its step count moves) anyway.
+        let opts = [
+            Optimizer::sgd_default(),
+            Optimizer::adagrad_default(),
+            Optimizer::default_for("rowwise_adagrad").unwrap(),
+            Optimizer::ftrl_default(),
+            Optimizer::adam_default(),
+        ];
+        for opt in opts {
+            let (mut w, mut s) = ([0.3f32, -0.2], vec![0.0f32; opt.state_len(2)]);
+            opt.update(&mut w, &mut s, &[1.0, 0.5]);
+            let before = (w, s.clone());
+            opt.update(&mut w, &mut s, &[0.0, 0.0]);
+            assert_eq!((w, s) == before, opt.merges_by_delta(), "{}", opt.name());
+        }
     }
 
     #[test]

@@ -687,8 +687,9 @@ fn on_threads(
 }
 
 /// Learns every example of `reader`, in order or shuffled within a window. One of several threads
-/// keeps the rows nearly every example writes to itself between merges ([`HotRows`]), so the
-/// threads do not queue for those rows' cache lines; one thread alone learns straight into `table`.
+/// keeps the rows many examples write to itself between merges ([`HotRows`]), so the threads do
+/// not trade those rows' cache lines, when the optimizer's updates can be merged by adding them
+/// (not Adam's); one thread alone learns straight into `table`.
 fn learn_stream<T: Table>(
     learner: &Learner,
     table: &T,
@@ -698,7 +699,7 @@ fn learn_stream<T: Table>(
     threads: usize,
 ) -> Result<Metrics, DataError> {
     let mut scratch = LearnScratch::default();
-    if threads > 1 {
+    if threads > 1 && learner.optimizer.merges_by_delta() {
         let mut hot = HotRows::new(table);
         learn_each(learner, reader, shuffle, progress, |ex, next| {
             let score = learn_one(learner, &hot, ex, next, &mut scratch);
