@@ -14,11 +14,10 @@
 //! where it buys speed. One thread never needs this. FTRL's weights are a function of its z and n,
 //! not a sum: a merged weight is off from that function until the row's next update recomputes it.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
-use crate::table::Table;
+use crate::table::{KeyMap, Table};
 
 /// Examples a thread learns straight into the table while it counts which keys are hot.
 pub const WARMUP: u64 = 16384;
@@ -64,7 +63,7 @@ pub struct HotRows<'a, T: Table + ?Sized> {
 /// Where a thread's [`HotRows`] stands.
 enum Phase {
     /// Learning straight into the table, counting in how many examples each key was written.
-    Counting(Mutex<HashMap<u64, u64>>),
+    Counting(Mutex<KeyMap<u64>>),
     /// The hot rows chosen (maybe none) and held privately.
     Private,
 }
@@ -78,7 +77,7 @@ impl<'a, T: Table + ?Sized> HotRows<'a, T> {
         HotRows {
             table,
             examples: 0,
-            phase: Phase::Counting(Mutex::new(HashMap::new())),
+            phase: Phase::Counting(Mutex::new(KeyMap::default())),
             slot_keys: (0..slots).map(|s| vacant(s, slots - 1)).collect(),
             mask: slots - 1,
             rows: (0..slots * row_len).map(|_| AtomicU32::new(0)).collect(),
@@ -111,7 +110,7 @@ impl<'a, T: Table + ?Sized> HotRows<'a, T> {
 
     /// Makes private the keys of `counts` written in at least `1 / HOT_SHARE` of the warm-up,
     /// with working copies of their rows from the table.
-    fn choose(&mut self, counts: HashMap<u64, u64>) {
+    fn choose(&mut self, counts: KeyMap<u64>) {
         let mut hot: Vec<(u64, u64)> = counts.into_iter().filter(|&(_, n)| n * HOT_SHARE >= WARMUP).collect();
         // Commonest first, ties by key: which rows are private does not depend on hash order.
         hot.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
