@@ -1,6 +1,6 @@
 //! Throughput of the TCP transport against raw TCP between the same two processes.
 //!
-//! `ps_throughput [--time SECS]` spawns itself twice as a child: once as a raw-TCP peer that
+//! `ps_throughput [--time SECS] [--keys N,N..] [--servers N]` spawns itself twice as a child: once as a raw-TCP peer that
 //! answers each request of N bytes with M bytes (plain blocking `write_all`/`read_exact` of 4 MiB
 //! buffers), and once per server count as a process running starling-ps TCP servers. It then
 //! times pulls and pushes of 1k..1M keys of an LR table (dim 1) and an FM k=8 table (dim 9), and
@@ -47,7 +47,18 @@ fn main() -> Res<()> {
                 None => 0.5,
             };
             let tls = args.iter().position(|a| a == "--tls").map(|i| args.get(i + 1).ok_or("--tls needs a directory"));
-            bench(Duration::from_secs_f64(time), tls.transpose()?.map(String::as_str))
+            let keys = match args.iter().position(|a| a == "--keys") {
+                Some(i) => {
+                    let list = args.get(i + 1).ok_or("--keys needs a comma-separated list of batch sizes")?;
+                    list.split(',').map(str::parse).collect::<Result<Vec<usize>, _>>()?
+                }
+                None => BATCHES.to_vec(),
+            };
+            let servers = match args.iter().position(|a| a == "--servers") {
+                Some(i) => vec![args.get(i + 1).ok_or("--servers needs a count")?.parse()?],
+                None => vec![1, 2],
+            };
+            bench(Duration::from_secs_f64(time), tls.transpose()?.map(String::as_str), &keys, &servers)
         }
     }
 }
@@ -174,7 +185,7 @@ struct Row {
     tls_secs: Option<f64>,
 }
 
-fn bench(min: Duration, tls_dir: Option<&str>) -> Res<()> {
+fn bench(min: Duration, tls_dir: Option<&str>, batches: &[usize], server_counts: &[usize]) -> Res<()> {
     let tls = tls_dir.map(tls_in).transpose()?;
     let specs = specs();
     let models = [("LR (dim 1)", 0u32), ("FM k=8 (dim 9)", 1u32)];
@@ -184,7 +195,7 @@ fn bench(min: Duration, tls_dir: Option<&str>) -> Res<()> {
     let mut raw = RawLink::connect(&raw_addr)?;
 
     let mut rows = Vec::new();
-    for servers in [1, 2] {
+    for &servers in server_counts {
         let n_servers = servers.to_string();
         let mut args = vec!["servers", n_servers.as_str()];
         args.extend(tls_dir);
@@ -205,7 +216,7 @@ fn bench(min: Duration, tls_dir: Option<&str>) -> Res<()> {
         let mut l = local.client(0, 0);
         for &(model, t) in &models {
             let dim = specs[t as usize].dim;
-            for &n in &BATCHES {
+            for &n in batches {
                 let keys: Vec<u64> = (0..n as u64).map(|i| i * 7 + 3).collect();
                 let mut vals = vec![0f32; n * dim];
                 let grads: Vec<f32> = (0..n * dim).map(|i| (i % 17) as f32 * 1e-3 - 8e-3).collect();

@@ -3,8 +3,11 @@
 //! ```text
 //! frame   = len:u32  version:u8  kind:u8  flags:u16  id:u32  payload[len - 8]
 //! Hello   = token_len:u16 token  role_len:u16 role        (first frame of every connection)
-//! Pull    = table:u32 n:u32 keys:[u64; n]                  (keys strictly increasing)
-//! Push    = table:u32 n:u32 keys:[u64; n] values:[f32|f16; n * dim]
+//! Pull    = table:u32 n:u32 keys                           (keys strictly increasing)
+//! Push    = table:u32 n:u32 keys values:[f32|f16; n * dim]
+//! keys    = [u64; n]                                        (plain)
+//!         | bytes:u32 [varint; n]                           (FLAG_DELTA_KEYS: the first key, then
+//!                                                            each key's distance from the one before)
 //! Values  = values:[f32|f16; ...]                          (reply to Pull)
 //! Ack     = empty                                          (reply to Push, Hello)
 //! Error   = utf-8 message
@@ -23,6 +26,9 @@ pub const HEADER_LEN: usize = 12;
 pub const DEFAULT_MAX_FRAME: usize = 1 << 30;
 /// Flag: value arrays are IEEE f16 instead of f32.
 pub const FLAG_F16: u16 = 1;
+/// Flag: a request's keys are delta-encoded LEB128 varints (compact when keys are folded to few
+/// bits; a reply carries no keys).
+pub const FLAG_DELTA_KEYS: u16 = 2;
 
 #[cfg(target_endian = "big")]
 compile_error!("the wire format assumes a little-endian host");
@@ -117,6 +123,9 @@ pub enum FrameError {
     /// Text that is not UTF-8.
     #[error("{0} is not valid UTF-8")]
     Utf8(&'static str),
+    /// A delta-encoded key list that does not decode.
+    #[error("malformed keys in {0}")]
+    Keys(String),
     /// A control message that does not decode.
     #[error("malformed control message: {0}")]
     Control(String),
@@ -329,65 +338,195 @@ pub fn decode_values(bytes: &[u8], flags: u16, out: &mut [f32], what: &'static s
     Ok(())
 }
 
-/// Appends a Pull payload.
-pub fn encode_pull(table: u32, keys: &[u64], out: &mut Vec<u8>) {
-    out.extend_from_slice(&table.to_le_bytes());
-    out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
-    out.extend_from_slice(bytemuck::cast_slice(keys));
+/// A receive buffer whose bytes start 8-byte aligned, so the keys and f32 values of a payload
+/// (at offsets 8 and `8 + 8n`) can be read in place instead of copied out.
+#[derive(Debug, Default)]
+pub struct Payload {
+    words: Vec<u64>,
+    len: usize,
 }
 
-/// Decodes a key array header and keys into `keys`; returns the table and the bytes after the keys.
-fn decode_keys<'a>(p: &'a [u8], keys: &mut Vec<u64>, what: &'static str) -> Result<(u32, &'a [u8]), FrameError> {
+impl Payload {
+    /// Sets the length to `len` bytes (contents unspecified) and returns them to be filled.
+    pub fn resize(&mut self, len: usize) -> &mut [u8] {
+        self.words.resize(len.div_ceil(8), 0);
+        self.len = len;
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..len]
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+
+    /// The bytes, writable.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
+    }
+}
+
+/// Appends `keys` as `flags` asks ([`FLAG_DELTA_KEYS`] or plain).
+fn encode_keys(keys: &[u64], flags: u16, out: &mut Vec<u8>) {
+    if flags & FLAG_DELTA_KEYS == 0 {
+        out.extend_from_slice(bytemuck::cast_slice(keys));
+        return;
+    }
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let mut prev = 0u64;
+    for &k in keys {
+        let mut d = k.wrapping_sub(prev);
+        prev = k;
+        while d >= 0x80 {
+            out.push(d as u8 | 0x80);
+            d >>= 7;
+        }
+        out.push(d as u8);
+    }
+    let bytes = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&bytes.to_le_bytes());
+}
+
+/// Decodes `n` delta-encoded keys from `bytes` into `keys`; refuses overlong or overflowing
+/// varints, so every key list has exactly one encoding.
+fn decode_delta_keys(bytes: &[u8], n: usize, keys: &mut Vec<u64>, what: &'static str) -> Result<(), FrameError> {
+    let bad = |why: &str| FrameError::Keys(format!("{what}: {why}"));
+    keys.clear();
+    let mut prev = 0u64;
+    let mut it = bytes.iter();
+    for i in 0..n {
+        let (mut d, mut shift) = (0u64, 0u32);
+        loop {
+            let Some(&b) = it.next() else {
+                return Err(FrameError::Truncated { what, need: n, have: i });
+            };
+            let part = u64::from(b & 0x7F);
+            if shift == 63 && part > 1 || shift > 63 {
+                return Err(bad("a key distance overflows 64 bits"));
+            }
+            d |= part << shift;
+            if b & 0x80 == 0 {
+                if b == 0 && shift > 0 {
+                    return Err(bad("a key distance has a redundant trailing byte"));
+                }
+                break;
+            }
+            shift += 7;
+        }
+        prev = if i == 0 { d } else { prev.checked_add(d).ok_or_else(|| bad("a key overflows 64 bits"))? };
+        keys.push(prev);
+    }
+    let extra = it.len();
+    if extra > 0 {
+        return Err(FrameError::Trailing { what, extra });
+    }
+    Ok(())
+}
+
+/// Appends a Pull payload.
+pub fn encode_pull(table: u32, keys: &[u64], flags: u16, out: &mut Vec<u8>) {
+    out.extend_from_slice(&table.to_le_bytes());
+    out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+    encode_keys(keys, flags, out);
+}
+
+/// Decodes a key array header and keys; returns the table, the keys (in place in `p` when it is
+/// 8-byte aligned and the keys are plain, else decoded into `scratch`) and the bytes after them.
+fn decode_keys<'a>(
+    p: &'a [u8],
+    flags: u16,
+    scratch: &'a mut Vec<u64>,
+    what: &'static str,
+) -> Result<(u32, &'a [u64], &'a [u8]), FrameError> {
     let mut c = Cursor::new(p, what);
     let table = c.u32()?;
     let n = c.u32()? as usize;
+    if flags & FLAG_DELTA_KEYS != 0 {
+        let bytes = c.u32()? as usize;
+        let bytes = c.take(bytes)?;
+        // Every key takes at least one byte, so `n` is bounded by the frame before it allocates.
+        if n > bytes.len() {
+            return Err(FrameError::Truncated { what, need: n, have: bytes.len() });
+        }
+        decode_delta_keys(bytes, n, scratch, what)?;
+        return Ok((table, &scratch[..], c.rest()));
+    }
     let bytes = c.take(n.checked_mul(8).ok_or(FrameError::Truncated { what, need: usize::MAX, have: p.len() })?)?;
-    keys.clear();
-    keys.extend(bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap())));
-    Ok((table, c.rest()))
+    let keys = match bytemuck::try_cast_slice(bytes) {
+        Ok(keys) => keys,
+        Err(_) => {
+            scratch.clear();
+            scratch.extend(bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap())));
+            &scratch[..]
+        }
+    };
+    Ok((table, keys, c.rest()))
 }
 
-/// Decodes a Pull payload into `keys`; returns the table.
-pub fn decode_pull(p: &[u8], keys: &mut Vec<u64>) -> Result<u32, FrameError> {
-    let (table, rest) = decode_keys(p, keys, "pull request")?;
+/// Decodes a Pull payload; returns the table and its keys (in place, or in `scratch`: see
+/// [`Payload`]).
+pub fn decode_pull<'a>(p: &'a [u8], flags: u16, scratch: &'a mut Vec<u64>) -> Result<(u32, &'a [u64]), FrameError> {
+    let (table, keys, rest) = decode_keys(p, flags, scratch, "pull request")?;
     if !rest.is_empty() {
         return Err(FrameError::Trailing { what: "pull request", extra: rest.len() });
     }
-    Ok(table)
+    Ok((table, keys))
 }
 
 /// Appends a Push payload.
 pub fn encode_push(table: u32, keys: &[u64], values: &[f32], flags: u16, out: &mut Vec<u8>) {
-    encode_pull(table, keys, out);
+    encode_pull(table, keys, flags, out);
     encode_values(values, flags, out);
 }
 
-/// Decodes a Push payload of rows of `dim(table)` floats into `keys` and `values`; returns the table.
-pub fn decode_push(
-    p: &[u8],
+/// A decoded Push payload.
+#[derive(Debug)]
+pub struct PushView<'a> {
+    /// The table pushed to.
+    pub table: u32,
+    /// Keys and their rows of `dim` floats; `None` when the table is unknown here.
+    pub rows: Option<(&'a [u64], &'a [f32])>,
+}
+
+/// Decodes a Push payload of rows of `dim(table)` floats. Keys and f32 values are read in place
+/// when `p` is 8-byte aligned ([`Payload`]), else decoded into the scratch buffers.
+pub fn decode_push<'a>(
+    p: &'a [u8],
     flags: u16,
     dim: impl Fn(u32) -> Option<usize>,
-    keys: &mut Vec<u64>,
-    values: &mut Vec<f32>,
-) -> Result<Option<u32>, FrameError> {
-    let (table, rest) = decode_keys(p, keys, "push request")?;
-    let Some(dim) = dim(table) else { return Ok(None) };
+    key_scratch: &'a mut Vec<u64>,
+    value_scratch: &'a mut Vec<f32>,
+) -> Result<PushView<'a>, FrameError> {
+    let (table, keys, rest) = decode_keys(p, flags, key_scratch, "push request")?;
+    let Some(dim) = dim(table) else { return Ok(PushView { table, rows: None }) };
     let n = keys.len().checked_mul(dim).ok_or(FrameError::Truncated {
         what: "push values",
         need: usize::MAX,
         have: rest.len(),
     })?;
-    if n.checked_mul(value_bytes(flags)).is_none_or(|need| need > rest.len()) {
-        return Err(FrameError::Truncated {
-            what: "push values",
-            need: n.saturating_mul(value_bytes(flags)),
-            have: rest.len(),
-        });
+    let need = n.checked_mul(value_bytes(flags));
+    match need {
+        Some(need) if need < rest.len() => {
+            return Err(FrameError::Trailing { what: "push values", extra: rest.len() - need })
+        }
+        Some(need) if need == rest.len() => {}
+        _ => {
+            return Err(FrameError::Truncated {
+                what: "push values",
+                need: n.saturating_mul(value_bytes(flags)),
+                have: rest.len(),
+            })
+        }
     }
-    values.clear();
-    values.resize(n, 0.0);
-    decode_values(rest, flags, values, "push values")?;
-    Ok(Some(table))
+    if flags & FLAG_F16 == 0 {
+        if let Ok(values) = bytemuck::try_cast_slice(rest) {
+            return Ok(PushView { table, rows: Some((keys, values)) });
+        }
+    }
+    value_scratch.clear();
+    value_scratch.resize(n, 0.0);
+    decode_values(rest, flags, value_scratch, "push values")?;
+    Ok(PushView { table, rows: Some((keys, &value_scratch[..])) })
 }
 
 /// Decodes a UTF-8 text payload (Error frames).
@@ -420,40 +559,99 @@ mod tests {
 
     #[test]
     fn pull_and_push_round_trip() {
-        let keys = [1u64, 5, 1 << 60];
-        let mut p = Vec::new();
-        encode_pull(2, &keys, &mut p);
-        let mut got = Vec::new();
-        assert_eq!(decode_pull(&p, &mut got).unwrap(), 2);
-        assert_eq!(got, keys);
-        let vals = [0.5f32, -1.25, 3.0, 4.5, 6.0, -7.0];
-        for flags in [0, FLAG_F16] {
-            p.clear();
-            encode_push(1, &keys, &vals, flags, &mut p);
-            let mut v = Vec::new();
-            assert_eq!(decode_push(&p, flags, |_| Some(2), &mut got, &mut v).unwrap(), Some(1));
-            assert_eq!(v, vals, "values are exact in f16 too");
+        let keys = [1u64, 5, 1 << 60, u64::MAX];
+        let vals = [0.5f32, -1.25, 3.0, 4.5, 6.0, -7.0, 0.25, 8.0];
+        for key_flags in [0, FLAG_DELTA_KEYS] {
+            let mut p = Payload::default();
+            let mut bytes = Vec::new();
+            encode_pull(2, &keys, key_flags, &mut bytes);
+            p.resize(bytes.len()).copy_from_slice(&bytes);
+            let mut scratch = Vec::new();
+            let (table, got) = decode_pull(p.bytes(), key_flags, &mut scratch).unwrap();
+            assert_eq!((table, got), (2, &keys[..]));
+            for flags in [key_flags, key_flags | FLAG_F16] {
+                bytes.clear();
+                encode_push(1, &keys, &vals, flags, &mut bytes);
+                // Aligned, as the transports receive it, and not: the same rows either way.
+                for at in [0, 1] {
+                    let mut buf = Payload::default();
+                    buf.resize(bytes.len() + at)[at..].copy_from_slice(&bytes);
+                    let (mut ks, mut vs) = (Vec::new(), Vec::new());
+                    let v = decode_push(&buf.bytes()[at..], flags, |_| Some(2), &mut ks, &mut vs).unwrap();
+                    assert_eq!(v.table, 1);
+                    assert_eq!(v.rows, Some((&keys[..], &vals[..])), "values are exact in f16 too");
+                }
+            }
         }
+    }
+
+    #[test]
+    fn plain_keys_are_read_in_place_from_an_aligned_payload() {
+        let mut bytes = Vec::new();
+        encode_push(0, &[3, 4], &[1.0, 2.0], 0, &mut bytes);
+        let mut p = Payload::default();
+        p.resize(bytes.len()).copy_from_slice(&bytes);
+        let (mut ks, mut vs) = (Vec::new(), Vec::new());
+        let rows = decode_push(p.bytes(), 0, |_| Some(1), &mut ks, &mut vs).unwrap().rows.unwrap();
+        assert_eq!(rows, (&[3u64, 4][..], &[1.0f32, 2.0][..]));
+        assert!(ks.is_empty() && vs.is_empty(), "nothing was copied");
+    }
+
+    #[test]
+    fn delta_keys_are_compact_and_refuse_every_second_encoding() {
+        let keys: Vec<u64> = (0..1000u64).map(|i| i * 300 + 7).collect();
+        let mut p = Vec::new();
+        encode_pull(0, &keys, FLAG_DELTA_KEYS, &mut p);
+        // Distances of 300 take two bytes each instead of eight.
+        assert_eq!(p.len(), 12 + 1 + 999 * 2);
+        let mut scratch = Vec::new();
+        let framed = |body: &[u8], n: u32| {
+            let mut p = Vec::new();
+            p.extend_from_slice(&0u32.to_le_bytes());
+            p.extend_from_slice(&n.to_le_bytes());
+            p.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            p.extend_from_slice(body);
+            p
+        };
+        let max = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01];
+        // An overlong varint (a redundant zero byte), an overflowing distance, an overflowing key,
+        // a count beyond the bytes, and bytes beyond the count.
+        let mut over = max.to_vec();
+        over[9] = 0x02;
+        let mut twice = max.to_vec();
+        twice.push(0x01);
+        for (body, n) in
+            [(&[0x85, 0x00][..], 1), (&over[..], 1), (&twice[..], 2), (&[0x01][..], 2), (&[0x01, 0x01][..], 1)]
+        {
+            let p = framed(body, n);
+            assert!(decode_pull(&p, FLAG_DELTA_KEYS, &mut scratch).is_err(), "{body:?} for {n} keys");
+        }
+        let p = framed(&max, 1);
+        assert_eq!(decode_pull(&p, FLAG_DELTA_KEYS, &mut scratch).unwrap().1, &[u64::MAX]);
     }
 
     #[test]
     fn truncated_and_trailing_payloads_are_refused() {
         let mut p = Vec::new();
-        encode_pull(0, &[1, 2, 3], &mut p);
+        encode_pull(0, &[1, 2, 3], 0, &mut p);
         let mut keys = Vec::new();
-        assert!(matches!(decode_pull(&p[..p.len() - 1], &mut keys), Err(FrameError::Truncated { .. })));
+        assert!(matches!(decode_pull(&p[..p.len() - 1], 0, &mut keys), Err(FrameError::Truncated { .. })));
         p.push(0);
-        assert!(matches!(decode_pull(&p, &mut keys), Err(FrameError::Trailing { .. })));
+        assert!(matches!(decode_pull(&p, 0, &mut keys), Err(FrameError::Trailing { .. })));
         // A key count that would overflow is a truncation, not an allocation.
         let mut huge = Vec::new();
         huge.extend_from_slice(&0u32.to_le_bytes());
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(decode_pull(&huge, &mut keys), Err(FrameError::Truncated { .. })));
+        assert!(matches!(decode_pull(&huge, 0, &mut keys), Err(FrameError::Truncated { .. })));
         let mut v = Vec::new();
         assert!(matches!(
             decode_push(&huge, 0, |_| Some(1_000_000), &mut keys, &mut v),
             Err(FrameError::Truncated { .. })
         ));
+        // So is a delta-encoded count beyond its bytes.
+        huge.extend_from_slice(&1u32.to_le_bytes());
+        huge.push(1);
+        assert!(matches!(decode_pull(&huge, FLAG_DELTA_KEYS, &mut keys), Err(FrameError::Truncated { .. })));
     }
 
     #[test]

@@ -162,11 +162,14 @@ impl Server {
             return Err(PsError::LengthMismatch { keys: keys.len(), values: grads.len(), dim });
         }
         self.check_keys(keys)?;
-        if let Some(&k) = keys.iter().find(|&&k| !store.owns(k)) {
-            return Err(self.not_owner(k));
-        }
         let ticket = match &self.rounds[table as usize] {
-            Some(rounds) => Some(rounds.push(table, keys, grads, store)),
+            Some(rounds) => {
+                if let Some(&k) = keys.iter().find(|&&k| !store.owns(k)) {
+                    return Err(self.not_owner(k));
+                }
+                Some(rounds.push(table, keys, grads, store))
+            }
+            // The store checks every key's shard before it changes a row.
             None => {
                 store.push(keys, grads).map_err(|k| self.not_owner(k))?;
                 None
@@ -222,6 +225,13 @@ mod tests {
         let mine = (0..).find(|&k| map.server_of(k) == 0).unwrap();
         let theirs = (mine + 1..).find(|&k| map.server_of(k) == 1).unwrap();
         assert!(matches!(s.push(0, &[mine, theirs], &[1.0, 1.0]), Err(PsError::NotOwner { server: 0, .. })));
+        assert_eq!(s.stats().rows, 0);
+        // A batch large enough to be grouped by shard is checked whole before any row changes too.
+        let mut keys: Vec<u64> = (0..).filter(|&k| map.server_of(k) == 0).take(5000).collect();
+        let foreign = (keys[4999]..).find(|&k| map.server_of(k) == 1).unwrap();
+        keys[4999] = foreign;
+        let grads = vec![1.0; keys.len()];
+        assert!(matches!(s.push(0, &keys, &grads), Err(PsError::NotOwner { key, .. }) if key == foreign));
         assert_eq!(s.stats().rows, 0);
     }
 }

@@ -74,6 +74,12 @@ impl Split {
             k.clear();
             p.clear();
         }
+        if s == 1 {
+            // One server holds every key: no owner to look up.
+            self.keys[0].extend_from_slice(keys);
+            self.pos[0].extend(0..keys.len() as u32);
+            return;
+        }
         for (i, &key) in keys.iter().enumerate() {
             let o = map.server_of(key);
             self.keys[o].push(key);

@@ -33,28 +33,29 @@ struct Groups {
 impl Groups {
     fn fill(&mut self, keys: &[u64]) {
         let n = NUM_VSHARDS as usize;
-        self.vshard.clear();
-        self.vshard.extend(keys.iter().map(|&k| vshard_of(k) as u16));
-        self.starts.clear();
-        self.starts.resize(n + 1, 0);
-        for &v in &self.vshard {
-            self.starts[v as usize + 1] += 1;
-        }
+        let Groups { vshard, order, starts } = self;
+        starts.clear();
+        starts.resize(n + 1, 0);
+        vshard.clear();
+        // Shards and their sizes in one pass over the keys.
+        vshard.extend(keys.iter().map(|&k| {
+            let v = vshard_of(k) as usize;
+            starts[v + 1] += 1;
+            v as u16
+        }));
         for v in 0..n {
-            self.starts[v + 1] += self.starts[v];
+            starts[v + 1] += starts[v];
         }
-        self.order.resize(keys.len(), (0, 0));
+        order.resize(keys.len(), (0, 0));
         // `next[v]` is where shard v's next position goes; `starts[..n]` doubles as it and is
         // restored from the shifted ends afterwards.
-        for (i, &v) in self.vshard.iter().enumerate() {
-            let at = &mut self.starts[v as usize];
-            self.order[*at as usize] = (keys[i], i as u32);
+        for (i, &v) in vshard.iter().enumerate() {
+            let at = &mut starts[v as usize];
+            order[*at as usize] = (keys[i], i as u32);
             *at += 1;
         }
-        for v in (1..=n).rev() {
-            self.starts[v] = self.starts[v - 1];
-        }
-        self.starts[0] = 0;
+        starts.copy_within(0..n, 1);
+        starts[0] = 0;
     }
 }
 
@@ -191,10 +192,14 @@ impl Store {
     /// Calls `f` with each owned virtual shard touched by `keys` and its keys with their positions,
     /// locking each shard once. Large batches are grouped by shard first (a counting sort), so
     /// the lookups of one shard run together while its map and rows are in cache; small ones go
-    /// key by key, where the grouping would cost more than it saves. Stops at the first key whose
-    /// shard this store does not own and returns it.
+    /// key by key, where the grouping would cost more than it saves. Every key's shard is checked
+    /// before `f` is first called: the first key whose shard this store does not own is returned,
+    /// and nothing is visited.
     fn for_each_group(&self, keys: &[u64], mut f: impl FnMut(&mut VShard, &[(u64, u32)])) -> Result<(), u64> {
         if keys.len() < GROUP_MIN_KEYS {
+            if let Some(&key) = keys.iter().find(|&&k| !self.owns(k)) {
+                return Err(key);
+            }
             for (i, &key) in keys.iter().enumerate() {
                 let mut shard = self.lock(vshard_of(key)).ok_or(key)?;
                 f(&mut shard, &[(key, i as u32)]);
@@ -203,6 +208,11 @@ impl Store {
         }
         GROUPS.with_borrow_mut(|g| {
             g.fill(keys);
+            for v in 0..NUM_VSHARDS as usize {
+                if g.starts[v] < g.starts[v + 1] && self.shards[v].is_none() {
+                    return Err(g.order[g.starts[v] as usize].0);
+                }
+            }
             for v in 0..NUM_VSHARDS as usize {
                 let at = &g.order[g.starts[v] as usize..g.starts[v + 1] as usize];
                 if let Some(&(first, _)) = at.first() {
@@ -233,8 +243,7 @@ impl Store {
     }
 
     /// Applies the optimizer to the rows of `keys` with `grads` (`dim` floats each), creating
-    /// fresh rows as needed. Returns a key this store does not own, if any; rows of other shards
-    /// may already be updated then, so callers check ownership first (as [`crate::Server`] does).
+    /// fresh rows as needed. Returns a key this store does not own, if any, and then changes no row.
     pub fn push(&self, keys: &[u64], grads: &[f32]) -> Result<(), u64> {
         let dim = self.spec.dim;
         debug_assert_eq!(grads.len(), keys.len() * dim);

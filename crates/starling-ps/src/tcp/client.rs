@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::client::ClientStats;
 use crate::error::PsError;
-use crate::frame::{self, FrameError, Header, Hello, Kind, DEFAULT_MAX_FRAME, FLAG_F16, HEADER_LEN};
+use crate::frame::{self, FrameError, Header, Hello, Kind, DEFAULT_MAX_FRAME, FLAG_DELTA_KEYS, FLAG_F16, HEADER_LEN};
 use crate::shard::{ShardMap, Split};
 use crate::table::TableSpec;
 use crate::tls::{Stream, Tls};
@@ -28,6 +28,9 @@ pub struct ClientOptions {
     pub io_timeout: Option<Duration>,
     /// TLS to every server, when the job has it.
     pub tls: Option<Tls>,
+    /// Send keys delta-encoded ([`frame::FLAG_DELTA_KEYS`]): a quarter of the key bytes or less
+    /// when keys are folded to few bits (`hash_bits`), about as many for full 64-bit hashes.
+    pub delta_keys: bool,
 }
 
 impl Default for ClientOptions {
@@ -38,6 +41,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             io_timeout: None,
             tls: None,
+            delta_keys: false,
         }
     }
 }
@@ -126,7 +130,7 @@ pub struct TcpClient {
     conns: Vec<Conn>,
     map: ShardMap,
     tables: Vec<TableSpec>,
-    /// [`FLAG_F16`] or 0.
+    /// [`FLAG_F16`] and [`FLAG_DELTA_KEYS`] as the options ask.
     flags: u16,
     max_frame: usize,
     next_id: u32,
@@ -166,7 +170,7 @@ impl TcpClient {
             conns: Vec::with_capacity(addrs.len()),
             map,
             tables,
-            flags: if opts.f16 { FLAG_F16 } else { 0 },
+            flags: if opts.f16 { FLAG_F16 } else { 0 } | if opts.delta_keys { FLAG_DELTA_KEYS } else { 0 },
             max_frame: opts.max_frame,
             next_id: 1,
             split: Split::default(),
@@ -235,9 +239,12 @@ impl TcpClient {
                 continue;
             }
             self.out.clear();
-            self.out.extend_from_slice(&frame::encode_header(Kind::Pull, self.flags, id, 8 + ks.len() * 8));
-            frame::encode_pull(table, ks, &mut self.out);
-            write_to(&mut self.conns[s], &self.out, s, &mut pending.sent, &mut pending.error);
+            let at = begin_frame(&mut self.out);
+            frame::encode_pull(table, ks, self.flags, &mut self.out);
+            end_frame(&mut self.out, at, Kind::Pull, self.flags, id);
+            if write_to(&mut self.conns[s], &self.out, &mut pending.error) {
+                pending.sent.push(s);
+            }
         }
         self.pending = Some(pending);
         Ok(())
@@ -319,14 +326,21 @@ impl TcpClient {
                 continue;
             }
             self.out.clear();
-            let len = 8 + ks.len() * 8 + ks.len() * dim * vb;
-            self.out.extend_from_slice(&frame::encode_header(Kind::Push, self.flags, id, len));
-            frame::encode_pull(table, ks, &mut self.out);
-            for &p in pos {
-                let p = p as usize;
-                frame::encode_values(&grads[p * dim..(p + 1) * dim], self.flags, &mut self.out);
+            let at = begin_frame(&mut self.out);
+            frame::encode_pull(table, ks, self.flags, &mut self.out);
+            if pos.len() == keys.len() {
+                // This server holds every key, in order: its values are `grads` as they are.
+                frame::encode_values(grads, self.flags, &mut self.out);
+            } else {
+                for &p in pos {
+                    let p = p as usize;
+                    frame::encode_values(&grads[p * dim..(p + 1) * dim], self.flags, &mut self.out);
+                }
             }
-            write_to(&mut self.conns[s], &self.out, s, &mut self.sent, &mut first_err);
+            end_frame(&mut self.out, at, Kind::Push, self.flags, id);
+            if write_to(&mut self.conns[s], &self.out, &mut first_err) {
+                self.sent.push(s);
+            }
         }
         for &s in &self.sent {
             let conn = &mut self.conns[s];
@@ -378,15 +392,29 @@ fn check_conns(conns: &[Conn], split: &Split) -> Result<(), PsError> {
     Ok(())
 }
 
-/// Writes the request `out` to server `s` (`conn`) and notes it in `sent`; a failure is kept in
-/// `first_err` rather than returned, so the replies of servers already written to are still read.
-fn write_to(conn: &mut Conn, out: &[u8], s: usize, sent: &mut Vec<usize>, first_err: &mut Option<PsError>) {
+/// Writes the request `out` to `conn`; true when written. A failure is kept in `first_err` rather
+/// than returned, so the replies of servers already written to are still read.
+fn write_to(conn: &mut Conn, out: &[u8], first_err: &mut Option<PsError>) -> bool {
     match conn.stream.write_all(out) {
-        Ok(()) => sent.push(s),
+        Ok(()) => true,
         Err(e) => {
             first_err.get_or_insert(conn.fail(e));
+            false
         }
     }
+}
+
+/// Reserves a frame header at the end of `out`; returns where, for [`end_frame`].
+fn begin_frame(out: &mut Vec<u8>) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    at
+}
+
+/// Writes the header of the frame begun at `at`, whose payload is everything after it.
+fn end_frame(out: &mut [u8], at: usize, kind: Kind, flags: u16, id: u32) {
+    let len = out.len() - at - HEADER_LEN;
+    out[at..at + HEADER_LEN].copy_from_slice(&frame::encode_header(kind, flags, id, len));
 }
 
 /// Reads a Values payload of `len` bytes and scatters its rows into `out` by the split positions.

@@ -1,7 +1,6 @@
 //! The server half of the TCP transport: a tokio runtime of its own that accepts connections and
 //! answers each one's frames by calling [`Server::pull`] and [`Server::push`].
 
-use std::cell::Cell;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::error::PsError;
-use crate::frame::{self, FrameError, Header, Hello, Kind, DEFAULT_MAX_FRAME, FLAG_F16, HEADER_LEN};
+use crate::frame::{self, FrameError, Header, Hello, Kind, Payload, PushView, DEFAULT_MAX_FRAME, FLAG_F16, HEADER_LEN};
 use crate::server::Server;
 use crate::tls::{self, Tls};
 
@@ -224,10 +223,10 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         cfg,
         id: 0,
         role: String::new(),
-        payload: Vec::new(),
+        payload: Payload::default(),
         keys: Vec::new(),
         values: Vec::new(),
-        reply: Vec::new(),
+        reply: Payload::default(),
     };
     let Err(reason) = conn.run().await else { return };
     if !matches!(reason, Close::Io(_)) {
@@ -252,11 +251,13 @@ struct Conn<'a, S> {
     id: u32,
     /// Who the peer said it is.
     role: String,
-    payload: Vec<u8>,
+    /// The request's payload, aligned so its keys and values are read in place.
+    payload: Payload,
     keys: Vec<u64>,
     values: Vec<f32>,
-    /// A whole reply frame, so each reply is one write.
-    reply: Vec<u8>,
+    /// A whole reply frame, so each reply is one write; aligned, so a pull's f32 values are
+    /// written into it directly.
+    reply: Payload,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
@@ -273,7 +274,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         if h.kind != Kind::Hello {
             return Err(FrameError::Unexpected { got: h.kind, expected: "Hello (authenticate first)" }.into());
         }
-        let hello = Hello::decode(&self.payload)?;
+        let hello = Hello::decode(self.payload.bytes())?;
         self.role = hello.role.clone();
         hello.check(&self.cfg.token)?;
         self.pending = None;
@@ -305,11 +306,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         self.stream.read_exact(&mut h[n..]).await.map_err(|e| eof_inside(e, || "a frame header".into()))?;
         let header = frame::decode_header(&h, max)?;
         self.id = header.id;
-        self.payload.clear();
-        self.payload.resize(header.len, 0);
         let len = header.len;
         self.stream
-            .read_exact(&mut self.payload)
+            .read_exact(self.payload.resize(len))
             .await
             .map_err(|e| eof_inside(e, || format!("a {len}-byte payload")))?;
         Ok(Some(header))
@@ -317,34 +316,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
 
     /// Answers a Pull with the rows' weights, encoded as the request asks.
     async fn pull(&mut self, h: Header) -> Result<(), Close> {
-        let table = frame::decode_pull(&self.payload, &mut self.keys)?;
+        let (table, keys) = frame::decode_pull(self.payload.bytes(), h.flags, &mut self.keys)?;
         let dim = match self.server.table(table) {
             Ok(store) => store.spec().dim,
             Err(e) => return self.send_error(h.id, &e.to_string()).await,
         };
-        self.values.resize(self.keys.len() * dim, 0.0);
-        if let Err(e) = self.server.pull(table, &self.keys, &mut self.values) {
-            return self.send_error(h.id, &e.to_string()).await;
-        }
         let flags = h.flags & FLAG_F16;
-        self.reply.clear();
-        let len = self.values.len() * frame::value_bytes(flags);
-        self.reply.extend_from_slice(&frame::encode_header(Kind::Values, flags, h.id, len));
-        frame::encode_values(&self.values, flags, &mut self.reply);
-        self.send().await
+        let n = keys.len() * dim;
+        let len = n * frame::value_bytes(flags);
+        let reply = self.reply.resize(HEADER_LEN + len);
+        reply[..HEADER_LEN].copy_from_slice(&frame::encode_header(Kind::Values, flags, h.id, len));
+        let pulled = if flags & FLAG_F16 == 0 {
+            // The values go straight into the reply: its bytes start 8-byte aligned, so those
+            // after the 12-byte header are 4-byte aligned.
+            self.server.pull(table, keys, bytemuck::cast_slice_mut(&mut reply[HEADER_LEN..]))
+        } else {
+            self.values.resize(n, 0.0);
+            let pulled = self.server.pull(table, keys, &mut self.values);
+            for (v, b) in self.values.iter().zip(reply[HEADER_LEN..].chunks_exact_mut(2)) {
+                b.copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+            }
+            pulled
+        };
+        match pulled {
+            Ok(()) => self.send().await,
+            Err(e) => self.send_error(h.id, &e.to_string()).await,
+        }
     }
 
     /// Applies a Push and acknowledges it.
     async fn push(&mut self, h: Header) -> Result<(), Close> {
         let server = self.server;
-        let asked = Cell::new(0u32);
-        let dim = |t: u32| {
-            asked.set(t);
-            server.table(t).ok().map(|s| s.spec().dim)
-        };
-        let result = match frame::decode_push(&self.payload, h.flags, dim, &mut self.keys, &mut self.values)? {
-            Some(table) => server.push(table, &self.keys, &self.values),
-            None => Err(PsError::UnknownTable { table: asked.get(), tables: server.tables().len() }),
+        let dim = |t: u32| server.table(t).ok().map(|s| s.spec().dim);
+        let result = match frame::decode_push(self.payload.bytes(), h.flags, dim, &mut self.keys, &mut self.values)? {
+            PushView { table, rows: Some((keys, grads)) } => server.push(table, keys, grads),
+            PushView { table, rows: None } => Err(PsError::UnknownTable { table, tables: server.tables().len() }),
         };
         match result {
             Ok(ticket) => {
@@ -360,19 +366,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     }
 
     async fn send_empty(&mut self, kind: Kind, id: u32) -> Result<(), Close> {
-        self.reply.clear();
-        frame::write_frame(&mut self.reply, kind, 0, id, &[]);
+        self.reply.resize(HEADER_LEN).copy_from_slice(&frame::encode_header(kind, 0, id, 0));
         self.send().await
     }
 
     async fn send_error(&mut self, id: u32, message: &str) -> Result<(), Close> {
-        self.reply.clear();
-        frame::write_frame(&mut self.reply, Kind::Error, 0, id, message.as_bytes());
+        let reply = self.reply.resize(HEADER_LEN + message.len());
+        reply[..HEADER_LEN].copy_from_slice(&frame::encode_header(Kind::Error, 0, id, message.len()));
+        reply[HEADER_LEN..].copy_from_slice(message.as_bytes());
         self.send().await
     }
 
     async fn send(&mut self) -> Result<(), Close> {
-        self.stream.write_all(&self.reply).await?;
+        self.stream.write_all(self.reply.bytes()).await?;
         Ok(())
     }
 }

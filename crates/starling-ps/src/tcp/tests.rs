@@ -67,12 +67,20 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 #[test]
 fn tcp_pull_and_push_match_the_in_process_cluster_bit_for_bit() {
+    for delta_keys in [false, true] {
+        pulls_and_pushes_match_the_in_process_cluster(delta_keys);
+    }
+}
+
+fn pulls_and_pushes_match_the_in_process_cluster(delta_keys: bool) {
     let specs = specs();
     let (_servers, addrs) = start(&specs, 2);
-    let mut tcp = client(&addrs, specs.clone(), false);
+    let opts = ClientOptions { delta_keys, io_timeout: Some(Duration::from_secs(30)), ..ClientOptions::default() };
+    let mut tcp = TcpClient::connect(&addrs, ShardMap::even(2), specs.clone(), TOKEN, "worker 0", opts).unwrap();
     let local = LocalCluster::new(specs.clone(), 2, LocalClocks::new(1, Staleness::Unbounded, 0));
     let mut loc = local.client(0, 0);
-    let all = keys(600);
+    // Large enough that each server groups its share by virtual shard before the lookups.
+    let all = keys(6000);
     // A batch held by server 0 alone takes the client's direct-read path.
     let map = ShardMap::even(2);
     let only0: Vec<u64> = all.iter().copied().filter(|&k| map.server_of(k) == 0).take(50).collect();
@@ -165,7 +173,7 @@ fn refused_then_closed(s: &mut TcpStream, needle: &str) {
 
 fn pull_payload(table: u32, keys: &[u64]) -> Vec<u8> {
     let mut p = Vec::new();
-    frame::encode_pull(table, keys, &mut p);
+    frame::encode_pull(table, keys, 0, &mut p);
     p
 }
 

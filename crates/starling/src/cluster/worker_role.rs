@@ -347,6 +347,7 @@ pub fn run_on(opts: &WorkerOptions, own: Option<Arc<Vec<RecordBatch>>>) -> Resul
         let net = Net::new(&job, &inputs.fields())?;
         let opts2 = ClientOptions {
             f16: job.cluster.f16,
+            delta_keys: job.cluster.delta_keys,
             max_frame: job.cluster.max_frame_mib << 20,
             tls: opts.tls.clone(),
             ..Default::default()

@@ -376,6 +376,9 @@ pub struct ClusterConfig {
     pub heartbeat_timeout_secs: f64,
     /// Values on the wire as IEEE half floats (halves pull/push bytes; weights lose precision).
     pub f16: bool,
+    /// Keys on the wire delta-encoded as varints: a quarter of the key bytes or less when keys
+    /// are folded to few bits (`model.hash_bits`), about the same for full 64-bit hashes.
+    pub delta_keys: bool,
     /// Largest frame accepted, in MiB (checked before any allocation).
     pub max_frame_mib: usize,
     /// Network threads of each server.
@@ -413,6 +416,7 @@ impl Default for ClusterConfig {
             heartbeat_secs: 1.0,
             heartbeat_timeout_secs: 10.0,
             f16: false,
+            delta_keys: false,
             max_frame_mib: 1024,
             server_threads: 2,
             tls_cert: None,
