@@ -209,43 +209,28 @@ impl ModelSpec {
                 }
             }
             ShallowKind::Fm => {
-                let k = self.k;
-                debug_assert_eq!(scratch.sum.len(), k, "backward without forward");
-                let sum = &scratch.sum[..k];
-                for (i, f) in ex.features.iter().enumerate() {
-                    let x = f.value;
-                    let row = &rows[i * stride..i * stride + dim];
-                    let g = &mut grads[i * dim..(i + 1) * dim];
-                    g[0] = dscore * x;
-                    // d/dv_if of 0.5 [(sum_j v_jf x_j)^2 - sum_j v_jf^2 x_j^2] = x_i (s_f - v_if x_i).
-                    for ((gv, &v), &s) in g[1..].iter_mut().zip(&row[1..]).zip(sum) {
-                        *gv = dscore * x * (s - v * x);
-                    }
+                debug_assert_eq!(scratch.sum.len(), self.k, "backward without forward");
+                match self.k {
+                    4 => fm_backward::<4>(ex, rows, stride, dscore, &scratch.sum, grads),
+                    8 => fm_backward::<8>(ex, rows, stride, dscore, &scratch.sum, grads),
+                    16 => fm_backward::<16>(ex, rows, stride, dscore, &scratch.sum, grads),
+                    k => fm_backward_any(k, ex, rows, stride, dscore, &scratch.sum, grads),
                 }
             }
             ShallowKind::Ffm => self.ffm_backward(ex, rows, stride, dscore, grads),
         }
     }
 
+    /// FM's score, with the per-factor sums left in `scratch` for backward. The common `k` get
+    /// loops over fixed-size arrays, which the compiler keeps in vector registers; every `k`
+    /// adds in the same order, so the specialised and general loops give the same bits.
     fn fm_forward(&self, ex: &Example, rows: &[f32], stride: usize, scratch: &mut Scratch) -> f32 {
-        let k = self.k;
-        let dim = 1 + k;
-        scratch.sum.clear();
-        scratch.sum.resize(k, 0.0);
-        let sum = &mut scratch.sum[..k];
-        let (mut lin, mut sq) = (0.0f32, 0.0f32);
-        for (i, f) in ex.features.iter().enumerate() {
-            let x = f.value;
-            let row = &rows[i * stride..i * stride + dim];
-            lin += row[0] * x;
-            for (s, &v) in sum.iter_mut().zip(&row[1..]) {
-                let vx = v * x;
-                *s += vx;
-                sq += vx * vx;
-            }
+        match self.k {
+            4 => fm_forward::<4>(ex, rows, stride, &mut scratch.sum),
+            8 => fm_forward::<8>(ex, rows, stride, &mut scratch.sum),
+            16 => fm_forward::<16>(ex, rows, stride, &mut scratch.sum),
+            k => fm_forward_any(k, ex, rows, stride, scratch),
         }
-        let sum_sq: f32 = sum.iter().map(|s| s * s).sum();
-        lin + 0.5 * (sum_sq - sq)
     }
 
     /// Latent vector of feature `i` for interacting with field `field`.
@@ -295,17 +280,101 @@ impl ModelSpec {
     }
 }
 
+/// FM's linear part, per-factor sums `s_f = sum_i v_if x_i` and per-factor sums of squares
+/// `q_f = sum_i (v_if x_i)^2` are accumulated feature by feature; the score is
+/// `lin + 0.5 * (sum_f s_f^2 - sum_f q_f)`, both sums over `f` in order. Keeping one square sum
+/// per factor (not one for all) lets the factors' additions run side by side.
+#[inline(always)]
+fn fm_score(lin: f32, sum: &[f32], sq: &[f32]) -> f32 {
+    let sum_sq: f32 = sum.iter().map(|s| s * s).sum();
+    let sq: f32 = sq.iter().sum();
+    lin + 0.5 * (sum_sq - sq)
+}
+
+/// FM forward for `K` factors (see [`fm_score`]); leaves the sums in `sums`.
+#[inline(always)]
+fn fm_forward<const K: usize>(ex: &Example, rows: &[f32], stride: usize, sums: &mut Vec<f32>) -> f32 {
+    let (mut lin, mut sum, mut sq) = (0.0f32, [0.0f32; K], [0.0f32; K]);
+    for (i, f) in ex.features.iter().enumerate() {
+        let x = f.value;
+        let row = &rows[i * stride..i * stride + 1 + K];
+        lin += row[0] * x;
+        let v: &[f32; K] = row[1..].try_into().expect("row of 1 + K weights");
+        for t in 0..K {
+            let vx = v[t] * x;
+            sum[t] += vx;
+            sq[t] += vx * vx;
+        }
+    }
+    sums.clear();
+    sums.extend_from_slice(&sum);
+    fm_score(lin, &sum, &sq)
+}
+
+/// FM forward for any `k`, in the order of [`fm_forward`].
+fn fm_forward_any(k: usize, ex: &Example, rows: &[f32], stride: usize, scratch: &mut Scratch) -> f32 {
+    let Scratch { sum, sq } = scratch;
+    sum.clear();
+    sum.resize(k, 0.0);
+    sq.clear();
+    sq.resize(k, 0.0);
+    let mut lin = 0.0f32;
+    for (i, f) in ex.features.iter().enumerate() {
+        let x = f.value;
+        let row = &rows[i * stride..i * stride + 1 + k];
+        lin += row[0] * x;
+        for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(&row[1..]) {
+            let vx = v * x;
+            *s += vx;
+            *q += vx * vx;
+        }
+    }
+    fm_score(lin, sum, sq)
+}
+
+/// FM backward for `K` factors: `d/dv_if = x_i (s_f - v_if x_i)`, times `dscore`.
+#[inline(always)]
+fn fm_backward<const K: usize>(ex: &Example, rows: &[f32], stride: usize, dscore: f32, sum: &[f32], grads: &mut [f32]) {
+    let sum: &[f32; K] = sum.try_into().expect("forward left K sums");
+    for (i, f) in ex.features.iter().enumerate() {
+        let x = f.value;
+        let v: &[f32; K] = rows[i * stride + 1..i * stride + 1 + K].try_into().expect("row of 1 + K weights");
+        let g = &mut grads[i * (1 + K)..(i + 1) * (1 + K)];
+        g[0] = dscore * x;
+        let gv: &mut [f32; K] = (&mut g[1..]).try_into().expect("gradient of 1 + K");
+        for t in 0..K {
+            gv[t] = dscore * x * (sum[t] - v[t] * x);
+        }
+    }
+}
+
+/// FM backward for any `k`, as [`fm_backward`].
+fn fm_backward_any(k: usize, ex: &Example, rows: &[f32], stride: usize, dscore: f32, sum: &[f32], grads: &mut [f32]) {
+    let dim = 1 + k;
+    for (i, f) in ex.features.iter().enumerate() {
+        let x = f.value;
+        let row = &rows[i * stride..i * stride + dim];
+        let g = &mut grads[i * dim..(i + 1) * dim];
+        g[0] = dscore * x;
+        for ((gv, &v), &s) in g[1..].iter_mut().zip(&row[1..]).zip(sum) {
+            *gv = dscore * x * (s - v * x);
+        }
+    }
+}
+
 /// Reusable buffers of forward/backward, so the hot path never allocates after warm-up.
 #[derive(Clone, Debug, Default)]
 pub struct Scratch {
     /// FM: `sum_i v_if x_i` per factor `f`, cached by forward for backward.
     sum: Vec<f32>,
+    /// FM of an unusual `k`: `sum_i (v_if x_i)^2` per factor.
+    sq: Vec<f32>,
 }
 
 impl Scratch {
     /// Buffers already sized for `spec` (a `Default` scratch grows on first use instead).
     pub fn new(spec: &ModelSpec) -> Self {
-        Scratch { sum: Vec::with_capacity(spec.k) }
+        Scratch { sum: Vec::with_capacity(spec.k), sq: Vec::new() }
     }
 }
 
@@ -425,6 +494,30 @@ mod tests {
     #[test]
     fn ffm_gradient_matches_finite_differences() {
         gradient_check(ModelSpec::ffm(2, 3));
+    }
+
+    #[test]
+    fn fm_loops_for_common_k_match_the_general_loop_bit_for_bit() {
+        let mut rng = Rng::new(5);
+        for k in [4, 8, 16] {
+            let spec = ModelSpec::fm(k);
+            let stride = spec.dim() + 3;
+            for n in [0, 1, 7, 40] {
+                let ex = random_example(&mut rng, n, 1);
+                let rows = gather(&spec, &ex, stride, &mut rng);
+                let (mut fast, mut general) = (Scratch::default(), Scratch::default());
+                let a = spec.forward(&ex, &rows, stride, &mut fast);
+                let b = fm_forward_any(k, &ex, &rows, stride, &mut general);
+                assert_eq!(a.to_bits(), b.to_bits(), "k {k}, {n} features");
+                let (mut ga, mut gb) = (vec![0f32; n * spec.dim()], vec![0f32; n * spec.dim()]);
+                spec.backward(&ex, &rows, stride, 0.3, &mut fast, &mut ga);
+                fm_backward_any(k, &ex, &rows, stride, 0.3, &general.sum, &mut gb);
+                assert_eq!(
+                    ga.iter().map(|g| g.to_bits()).collect::<Vec<_>>(),
+                    gb.iter().map(|g| g.to_bits()).collect::<Vec<_>>()
+                );
+            }
+        }
     }
 
     #[test]
