@@ -46,11 +46,12 @@ pub trait ParamClient: Send {
 pub struct ClientStats {
     /// Keys pulled.
     pub keys_pulled: u64,
-    /// Bytes of keys and values pulled (as they cross the wire, or would).
+    /// Bytes of keys and values pulled, keys at 8 bytes each (as they cross the wire, or would,
+    /// before any delta encoding).
     pub bytes_pulled: u64,
     /// Keys pushed.
     pub keys_pushed: u64,
-    /// Bytes of keys and gradients pushed.
+    /// Bytes of keys and gradients pushed, keys at 8 bytes each.
     pub bytes_pushed: u64,
     /// Time blocked by the consistency rule.
     pub wait: Duration,

@@ -18,8 +18,9 @@
 
 use std::io::Read;
 
-/// Version of this protocol; peers of another version are refused at the first frame.
-pub const VERSION: u8 = 1;
+/// Version of this protocol; peers of another version are refused at the first frame (2: the
+/// delta-encoded keys of [`FLAG_DELTA_KEYS`]).
+pub const VERSION: u8 = 2;
 /// Bytes of `len` plus the header fields.
 pub const HEADER_LEN: usize = 12;
 /// Default bound on a frame's payload: 1 GiB, enough for a pull of ~100M floats.
@@ -398,7 +399,7 @@ fn decode_delta_keys(bytes: &[u8], n: usize, keys: &mut Vec<u64>, what: &'static
         let (mut d, mut shift) = (0u64, 0u32);
         loop {
             let Some(&b) = it.next() else {
-                return Err(FrameError::Truncated { what, need: n, have: i });
+                return Err(bad(&format!("the bytes end inside key {i} of {n}")));
             };
             let part = u64::from(b & 0x7F);
             if shift == 63 && part > 1 || shift > 63 {

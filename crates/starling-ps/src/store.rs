@@ -142,7 +142,7 @@ impl Store {
     }
 
     /// The table's rule for the next push: its step size times the decay so far and, during a
-    /// warm-up, `(step + 1) / warmup`.
+    /// warm-up, `(step + 1) / warmup`, counting the pushes applied so far.
     #[inline]
     fn rule(&self) -> Optimizer {
         let mut opt = self.spec.optimizer;
@@ -152,7 +152,7 @@ impl Store {
         }
         let warmup = self.warmup.load(Ordering::Relaxed);
         if warmup > 0 {
-            let step = self.pushes.fetch_add(1, Ordering::Relaxed) / self.per_step.load(Ordering::Relaxed);
+            let step = self.pushes.load(Ordering::Relaxed) / self.per_step.load(Ordering::Relaxed);
             if step < warmup {
                 opt.scale_lr((step + 1) as f32 / warmup as f32);
             }
@@ -193,7 +193,7 @@ impl Store {
     /// locking each shard once. Large batches are grouped by shard first (a counting sort), so
     /// the lookups of one shard run together while its map and rows are in cache; small ones go
     /// key by key, where the grouping would cost more than it saves. Every key's shard is checked
-    /// before `f` is first called: the first key whose shard this store does not own is returned,
+    /// before `f` is first called: if any is not owned here, a key of such a shard is returned
     /// and nothing is visited.
     fn for_each_group(&self, keys: &[u64], mut f: impl FnMut(&mut VShard, &[(u64, u32)])) -> Result<(), u64> {
         if keys.len() < GROUP_MIN_KEYS {
@@ -248,7 +248,12 @@ impl Store {
         let dim = self.spec.dim;
         debug_assert_eq!(grads.len(), keys.len() * dim);
         // The optimizer is matched once per push, so its rule inlines into the row loop.
-        self.rule().with_rule(PushRows { store: self, keys, grads, dim })
+        self.rule().with_rule(PushRows { store: self, keys, grads, dim })?;
+        // Counted once applied: a refused push is no step of a warm-up.
+        if self.warmup.load(Ordering::Relaxed) > 0 {
+            self.pushes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Calls `f` on every stored row of virtual shard `v` in increasing key order.
@@ -339,6 +344,23 @@ mod tests {
             seen.push(w[0]);
         }
         assert_eq!(seen, [-0.5, -1.0, -1.75, -2.5, -3.5, -4.5, -5.5, -6.5]);
+    }
+
+    #[test]
+    fn a_refused_push_is_no_step_of_a_warm_up() {
+        let sgd = Optimizer::Sgd { lr: 1.0, l2: 0.0 };
+        let s = Store::new(TableSpec::sparse("w", 1, &sgd, crate::Init::Zeros, 0), &[vshard_of(7)]);
+        let foreign = (0..).find(|&k| vshard_of(k) != vshard_of(7)).unwrap();
+        s.set_warmup(4, 0, 1);
+        let (mine, theirs) = if foreign < 7 { (1, 0) } else { (0, 1) };
+        let mut keys = [0u64; 2];
+        keys[mine] = 7;
+        keys[theirs] = foreign;
+        assert_eq!(s.push(&keys, &[1.0, 1.0]), Err(foreign));
+        s.push(&[7], &[1.0]).unwrap();
+        let mut w = [0f32];
+        s.pull(&[7], &mut w).unwrap();
+        assert_eq!(w[0], -0.25, "the first applied push is the warm-up's first step");
     }
 
     #[test]

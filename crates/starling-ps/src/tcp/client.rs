@@ -28,8 +28,8 @@ pub struct ClientOptions {
     pub io_timeout: Option<Duration>,
     /// TLS to every server, when the job has it.
     pub tls: Option<Tls>,
-    /// Send keys delta-encoded ([`frame::FLAG_DELTA_KEYS`]): a quarter of the key bytes or less
-    /// when keys are folded to few bits (`hash_bits`), about as many for full 64-bit hashes.
+    /// Send keys delta-encoded ([`frame::FLAG_DELTA_KEYS`]): about 2-3 bytes a key instead of 8
+    /// when keys are folded to 24 bits or fewer, up to 10 for full 64-bit hashes.
     pub delta_keys: bool,
 }
 

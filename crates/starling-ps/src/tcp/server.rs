@@ -324,6 +324,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         let flags = h.flags & FLAG_F16;
         let n = keys.len() * dim;
         let len = n * frame::value_bytes(flags);
+        if len > self.cfg.max_frame {
+            let (k, max) = (keys.len(), self.cfg.max_frame);
+            let e = format!(
+                "a pull of {k} keys of dim {dim} needs a {len}-byte reply, over the frame limit of {max} bytes"
+            );
+            return self.send_error(h.id, &e).await;
+        }
         let reply = self.reply.resize(HEADER_LEN + len);
         reply[..HEADER_LEN].copy_from_slice(&frame::encode_header(Kind::Values, flags, h.id, len));
         let pulled = if flags & FLAG_F16 == 0 {

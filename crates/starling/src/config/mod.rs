@@ -376,8 +376,8 @@ pub struct ClusterConfig {
     pub heartbeat_timeout_secs: f64,
     /// Values on the wire as IEEE half floats (halves pull/push bytes; weights lose precision).
     pub f16: bool,
-    /// Keys on the wire delta-encoded as varints: a quarter of the key bytes or less when keys
-    /// are folded to few bits (`model.hash_bits`), about the same for full 64-bit hashes.
+    /// Keys on the wire as varints of their distances: about 2-3 bytes a key instead of 8 when
+    /// keys are folded to 24 bits or fewer (`features.hash_bits`); up to 10 for full 64-bit hashes.
     pub delta_keys: bool,
     /// Largest frame accepted, in MiB (checked before any allocation).
     pub max_frame_mib: usize,
