@@ -262,12 +262,15 @@ fn refused_requests_keep_the_connection_usable() {
     let map = ShardMap::even(2);
     let mine: Vec<u64> = (0..).filter(|&k| map.server_of(k) == 0).take(3).collect();
     let theirs = (mine[0] + 1..).find(|&k| map.server_of(k) == 1).unwrap();
+    // A request within the frame limit whose reply (5 floats a key) would not be.
+    let many: Vec<u64> = (0..).filter(|&k| map.server_of(k) == 0).take(MAX / 16).collect();
 
     let mut s = raw(&addrs[0], Some(TOKEN));
     for (id, (table, keys, needle)) in [
         (0, vec![mine[1], mine[0]], "keys must be sorted and unique"),
         (0, vec![mine[0], theirs], "is not owned by server 0"),
         (7, vec![mine[0]], "unknown table 7"),
+        (0, many, "over the frame limit"),
     ]
     .into_iter()
     .enumerate()
