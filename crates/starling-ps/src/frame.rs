@@ -310,13 +310,24 @@ pub fn value_bytes(flags: u16) -> usize {
 
 /// Appends `values` as f32 or (with [`FLAG_F16`]) f16.
 pub fn encode_values(values: &[f32], flags: u16, out: &mut Vec<u8>) {
+    if flags & FLAG_F16 == 0 {
+        out.extend_from_slice(bytemuck::cast_slice(values));
+        return;
+    }
+    let at = out.len();
+    out.resize(at + values.len() * value_bytes(flags), 0);
+    encode_values_into(values, flags, &mut out[at..]);
+}
+
+/// Writes `values` as f32 or (with [`FLAG_F16`]) f16 into `out`, exactly
+/// `values.len() * value_bytes(flags)` bytes.
+pub fn encode_values_into(values: &[f32], flags: u16, out: &mut [u8]) {
     if flags & FLAG_F16 != 0 {
-        out.reserve(values.len() * 2);
-        for &v in values {
-            out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes());
+        for (b, &v) in out.chunks_exact_mut(2).zip(values) {
+            b.copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
         }
     } else {
-        out.extend_from_slice(bytemuck::cast_slice(values));
+        out.copy_from_slice(bytemuck::cast_slice(values));
     }
 }
 
@@ -360,9 +371,12 @@ impl Payload {
         &bytemuck::cast_slice(&self.words)[..self.len]
     }
 
-    /// The bytes, writable.
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
+    /// Makes this buffer one frame with a payload of `len` bytes: writes the header and returns
+    /// the payload (contents unspecified) to be filled. The payload starts 4-byte aligned.
+    pub fn frame(&mut self, kind: Kind, flags: u16, id: u32, len: usize) -> &mut [u8] {
+        let buf = self.resize(HEADER_LEN + len);
+        buf[..HEADER_LEN].copy_from_slice(&encode_header(kind, flags, id, len));
+        &mut buf[HEADER_LEN..]
     }
 }
 

@@ -331,18 +331,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             );
             return self.send_error(h.id, &e).await;
         }
-        let reply = self.reply.resize(HEADER_LEN + len);
-        reply[..HEADER_LEN].copy_from_slice(&frame::encode_header(Kind::Values, flags, h.id, len));
+        let values = self.reply.frame(Kind::Values, flags, h.id, len);
         let pulled = if flags & FLAG_F16 == 0 {
-            // The values go straight into the reply: its bytes start 8-byte aligned, so those
-            // after the 12-byte header are 4-byte aligned.
-            self.server.pull(table, keys, bytemuck::cast_slice_mut(&mut reply[HEADER_LEN..]))
+            // The values go straight into the reply, whose payload is 4-byte aligned.
+            self.server.pull(table, keys, bytemuck::cast_slice_mut(values))
         } else {
             self.values.resize(n, 0.0);
             let pulled = self.server.pull(table, keys, &mut self.values);
-            for (v, b) in self.values.iter().zip(reply[HEADER_LEN..].chunks_exact_mut(2)) {
-                b.copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
-            }
+            frame::encode_values_into(&self.values, flags, values);
             pulled
         };
         match pulled {
@@ -373,14 +369,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     }
 
     async fn send_empty(&mut self, kind: Kind, id: u32) -> Result<(), Close> {
-        self.reply.resize(HEADER_LEN).copy_from_slice(&frame::encode_header(kind, 0, id, 0));
+        self.reply.frame(kind, 0, id, 0);
         self.send().await
     }
 
     async fn send_error(&mut self, id: u32, message: &str) -> Result<(), Close> {
-        let reply = self.reply.resize(HEADER_LEN + message.len());
-        reply[..HEADER_LEN].copy_from_slice(&frame::encode_header(Kind::Error, 0, id, message.len()));
-        reply[HEADER_LEN..].copy_from_slice(message.as_bytes());
+        self.reply.frame(Kind::Error, 0, id, message.len()).copy_from_slice(message.as_bytes());
         self.send().await
     }
 
