@@ -73,7 +73,9 @@ fn ffm_learns_from_libffm_input() {
 
 #[test]
 fn two_threads_learn_as_well_as_one() {
-    let dir = common::gen_data();
+    // 200k rows, not 40k: each thread's hot rows merge every 16,384 examples, and with 20k rows a
+    // thread, that delay covers most of its pass (40k rows: 0.0003-0.005 worse, varying by run).
+    let dir = common::gen_data_large();
     let mut job = JobConfig::default();
     job.data.train = vec![dir.join("train.vw")];
     job.data.test = vec![dir.join("test.vw")];
@@ -83,7 +85,7 @@ fn two_threads_learn_as_well_as_one() {
     let (_, two) = trainer::train(&job, true).unwrap();
     assert_eq!(one.train_examples, two.train_examples, "every example is read exactly once");
     let (a, b) = (one.test.unwrap().logloss, two.test.unwrap().logloss);
-    assert!((a - b).abs() < 0.005, "1 thread logloss {a:.5}, 2 threads {b:.5}");
+    assert!((a - b).abs() < 0.002, "1 thread logloss {a:.5}, 2 threads {b:.5}");
 }
 
 #[test]
