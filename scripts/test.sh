@@ -15,10 +15,12 @@ if [ ! -d "$DATA" ]; then
   exit 1
 fi
 export STARLING_SHARED_DATA="$(cd "$DATA" && pwd)"
-# Debian packages some tests run: openssl (certificates for the TLS tests) and util-linux's
-# unshare (a small tmpfs in a private mount namespace, for the full-disk test).
+# Debian packages some tests run: openssl (certificates for the TLS tests), util-linux's
+# unshare (a small tmpfs in a private mount namespace, for the full-disk test) and curl (the
+# HTTP examples of docs/serving.md).
 pkgs=()
 command -v openssl >/dev/null || pkgs+=(openssl)
+command -v curl >/dev/null || pkgs+=(curl)
 command -v unshare >/dev/null || pkgs+=(util-linux)
 if [ ${#pkgs[@]} -gt 0 ]; then
   sudo=""

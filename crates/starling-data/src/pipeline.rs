@@ -629,6 +629,11 @@ impl Pipeline {
         out
     }
 
+    /// The fields the input itself has (no crosses, no bias), by field number.
+    pub fn base_field_names(&self) -> &[String] {
+        &self.base_names
+    }
+
     /// Columnar input: the base fields (column name and kind) in field order; empty for text.
     #[cfg(feature = "arrow")]
     pub fn columnar_fields(&self) -> &[(String, ColumnKind)] {

@@ -1,13 +1,14 @@
 //! `starling`: train, evaluate and use sparse models (LR, FM, FFM) from the command line.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use starling::config::{DenseRule, JobConfig};
 use starling::input::InputError;
-use starling::{cluster, model_file, predict, quickstart, report, trainer, tune};
+use starling::{cluster, model_file, predict, quickstart, report, serve, trainer, tune};
 use starling::{errln, out, outln};
 use starling_core::{Loss, ModelKind, Optimizer};
 use starling_data::synth::{SynthConfig, SynthFormat};
@@ -30,6 +31,8 @@ enum Command {
     Predict(PredictArgs),
     /// Print logloss, AUC, RMSE and accuracy of a saved model on labelled data.
     Eval(EvalArgs),
+    /// Answer predictions over HTTP (POST /predict), reloading the model when a newer one appears.
+    Serve(ServeArgs),
     /// Write synthetic Criteo-like data with a hidden true model (FM beats LR on it).
     Gen(GenArgs),
     /// Generate a default data set, train LR and FM on it, save the FM model and predict with it.
@@ -324,6 +327,36 @@ struct PredictArgs {
 }
 
 #[derive(Args)]
+struct ServeArgs {
+    /// A model file, a checkpoint, or a directory of checkpoints (its newest complete one);
+    /// watched, and reloaded when it changes.
+    #[arg(long, short = 'm')]
+    model: PathBuf,
+    /// Address to listen on (loopback unless told otherwise; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_body_bytes: usize,
+    /// Rows after which no more requests join a micro-batch.
+    #[arg(long, default_value_t = 4096)]
+    max_batch_rows: usize,
+    /// Longest a request waits for others to join its micro-batch, in microseconds (only
+    /// while other requests are arriving).
+    #[arg(long, default_value_t = 2000)]
+    max_delay_us: u64,
+    /// How often the model path is checked for a newer model, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    reload_every_ms: u64,
+    /// Requests waiting to be scored before more get 503.
+    #[arg(long, default_value_t = 1024)]
+    queue: usize,
+    /// Threads reading requests; scoring runs on one more.
+    #[arg(long, default_value_t = 1)]
+    http_threads: usize,
+}
+
+#[derive(Args)]
 struct EvalArgs {
     /// Saved model file.
     #[arg(long, short = 'm')]
@@ -599,6 +632,22 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_serve(a: ServeArgs) -> Result<()> {
+    let opts = serve::ServeOptions {
+        model: a.model,
+        addr: a.addr,
+        max_body_bytes: a.max_body_bytes,
+        limits: serve::Limits { max_rows: a.max_batch_rows.max(1), max_delay: Duration::from_micros(a.max_delay_us) },
+        reload_every: Duration::from_millis(a.reload_every_ms.max(1)),
+        queue: a.queue,
+        http_threads: a.http_threads,
+    };
+    serve::run(&opts, |m, addr| {
+        errln!("serving {} (model version {}) on http://{addr}", m.source.display(), m.version);
+    })?;
+    Ok(())
+}
+
 /// Checks that a result file (`--report`) can be written before the work that fills it.
 fn check_output(path: Option<&Path>) -> Result<()> {
     let Some(path) = path else { return Ok(()) };
@@ -798,6 +847,7 @@ fn main() {
         Command::Tune(a) => cmd_tune(a),
         Command::Predict(a) => cmd_predict(a),
         Command::Eval(a) => cmd_eval(a),
+        Command::Serve(a) => cmd_serve(a),
         Command::Gen(a) => cmd_gen(a),
         Command::ConfigReference => {
             out!("{}", starling::config::reference_markdown());

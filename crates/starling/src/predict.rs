@@ -50,38 +50,76 @@ pub fn predict_each(
 ) -> Result<Summary, InputError> {
     let mut reader = inputs.reader(0, 1)?;
     let mut metrics = Metrics::new(true);
-    let mut scratch = LearnScratch::default();
+    let mut predictor = Predictor::new(model);
     let mut ex = Example::default();
-    if model.net.learner().is_some() {
-        while reader.next(&mut ex)? {
-            let p = model.predict(&ex, &mut scratch).expect("a shallow model predicts online");
-            metrics.add(p, ex.label, ex.weight);
-            each(p)?;
-        }
-        return Ok(metrics.summary());
-    }
-    // Deep models score in batches; predictions still come out one per example, in input order.
-    let loss = model.net.step().loss();
     let failed = std::cell::Cell::new(None);
-    let mut scorer = Scorer::new(model);
-    let mut emit = |s: f32, y: f32, w: f32| {
-        let p = loss.predict(s);
+    let mut emit = |p: f32, y: f32, w: f32| {
         metrics.add(p, y, w);
         if let Err(e) = each(p) {
             failed.set(Some(e));
         }
     };
     while reader.next(&mut ex)? {
-        scorer.push(&ex, &mut emit);
+        predictor.push(&ex, &mut emit);
         if let Some(e) = failed.take() {
             return Err(e);
         }
     }
-    scorer.flush(&mut emit);
+    predictor.flush(&mut emit);
     if let Some(e) = failed.take() {
         return Err(e);
     }
     Ok(metrics.summary())
+}
+
+/// Predictions of a model's examples, in order: one at a time on a shallow model's online
+/// path, in batches through the step for deep models. `starling predict` and `starling serve`
+/// both predict through it, so they give the same numbers.
+pub struct Predictor<'a> {
+    model: &'a Model,
+    way: Way<'a>,
+}
+
+/// How a [`Predictor`] scores.
+enum Way<'a> {
+    /// A shallow model, example by example.
+    Online(LearnScratch),
+    /// A deep model: examples are held until a batch is full or flushed.
+    Batched(Box<Scorer<'a>>),
+}
+
+impl<'a> Predictor<'a> {
+    /// A predictor of `model`.
+    pub fn new(model: &'a Model) -> Self {
+        let way = match model.net.learner() {
+            Some(_) => Way::Online(LearnScratch::default()),
+            None => Way::Batched(Box::new(Scorer::new(model))),
+        };
+        Predictor { model, way }
+    }
+
+    /// Adds an example; `each(prediction, label, weight)` is called for every prediction that
+    /// is ready (maybe none, for a deep model until its batch fills), in input order.
+    pub fn push(&mut self, ex: &Example, each: &mut dyn FnMut(f32, f32, f32)) {
+        match &mut self.way {
+            Way::Online(scratch) => {
+                let p = self.model.predict(ex, scratch).expect("a shallow model predicts online");
+                each(p, ex.label, ex.weight);
+            }
+            Way::Batched(scorer) => {
+                let loss = self.model.net.step().loss();
+                scorer.push(ex, &mut |s, y, w| each(loss.predict(s), y, w));
+            }
+        }
+    }
+
+    /// Predicts every example still held.
+    pub fn flush(&mut self, each: &mut dyn FnMut(f32, f32, f32)) {
+        if let Way::Batched(scorer) = &mut self.way {
+            let loss = self.model.net.step().loss();
+            scorer.flush(&mut |s, y, w| each(loss.predict(s), y, w));
+        }
+    }
 }
 
 /// Metrics of `model` on labelled `data`, read by `threads` threads.

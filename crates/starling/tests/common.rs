@@ -21,6 +21,18 @@ pub fn shared_data(rel: &str) -> PathBuf {
     p
 }
 
+/// The venv's python: `STARLING_PYTHON`, else the one `scripts/pyenv.sh` makes.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("STARLING_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("STARLING_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/starling"));
+        cache.join("venv/bin/python")
+    });
+    assert!(p.exists(), "{} is missing: run scripts/pyenv.sh (scripts/test.sh does)", p.display());
+    p
+}
+
 /// A fresh directory that lives until this test binary exits, then is removed. Shared fixtures
 /// live in statics, which are never dropped: a `TempDir` held by one would be left behind.
 pub fn binary_scratch() -> PathBuf {

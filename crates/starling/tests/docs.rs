@@ -135,10 +135,15 @@ fn docs_models_runs_as_written() {
     run_doc("docs/models.md");
 }
 
+#[test]
+fn docs_serving_runs_as_written() {
+    run_doc("docs/serving.md");
+}
+
 /// Every Markdown file with commands is one of the files run above.
 #[test]
 fn every_doc_with_commands_is_run() {
-    let run = ["README.md", "docs/tune.md", "docs/cluster.md", "docs/models.md"];
+    let run = ["README.md", "docs/tune.md", "docs/cluster.md", "docs/models.md", "docs/serving.md"];
     let mut docs = vec![root().join("README.md")];
     for e in std::fs::read_dir(root().join("docs")).unwrap() {
         docs.push(e.unwrap().path());

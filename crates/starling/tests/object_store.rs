@@ -5,21 +5,13 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{rows, shared_data};
 
 const BIN: &str = env!("CARGO_BIN_EXE_starling");
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("STARLING_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/starling/venv/bin/python")
-    });
-    assert!(p.exists(), "{} is missing: run scripts/pyenv.sh (scripts/test.sh does)", p.display());
-    p
-}
 
 /// A moto S3 server on a free loopback port, killed on drop.
 struct S3 {
@@ -36,7 +28,7 @@ impl Drop for S3 {
 
 fn start_s3() -> S3 {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(python())
+    let child = Command::new(common::python())
         .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -60,7 +52,7 @@ fn put(s3: &S3, bucket: &str, files: &[(&str, &Path)]) {
     for (key, path) in files {
         code.push_str(&format!("c.upload_file({:?}, '{bucket}', '{key}')\n", path.to_str().unwrap()));
     }
-    let o = Command::new(python()).args(["-c", &code]).output().unwrap();
+    let o = Command::new(common::python()).args(["-c", &code]).output().unwrap();
     assert!(o.status.success(), "upload failed: {}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -136,7 +128,7 @@ fn boto(s3: &S3, code: &str) -> String {
         "import boto3\nc = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='k', aws_secret_access_key='s')\n{code}",
         s3.endpoint
     );
-    let o = Command::new(python()).args(["-c", &code]).output().unwrap();
+    let o = Command::new(common::python()).args(["-c", &code]).output().unwrap();
     assert!(o.status.success(), "boto3 failed: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use std::sync::Arc;
@@ -19,22 +19,10 @@ use starling_data::arrow::RecordBatch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_starling");
 
-/// The venv's python: `STARLING_PYTHON`, else the one `scripts/pyenv.sh` makes.
-fn python() -> PathBuf {
-    let p = std::env::var_os("STARLING_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("STARLING_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/starling"));
-        cache.join("venv/bin/python")
-    });
-    assert!(p.exists(), "{} is missing: run scripts/pyenv.sh (scripts/test.sh does) to install pyspark", p.display());
-    p
-}
-
 /// Spark's LibSVM reader loads `src` and Spark writes it as a Parquet directory at `out`.
 fn spark_parquet(src: &Path, out: &Path, num_features: usize) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spark/libsvm_to_parquet.py");
-    let py = python();
+    let py = common::python();
     let o = Command::new(&py)
         .arg(script)
         .arg(src)
